@@ -1,0 +1,3 @@
+from resx.cli import main
+
+main()

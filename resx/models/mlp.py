@@ -1,0 +1,52 @@
+"""Fully connected residual nets: the block of the lectures, for flattened inputs.
+
+    residual:  a[l+2] = relu(z[l+2] + a[l])        plain:  a[l+2] = relu(z[l+2])
+with z[l+2] = BN(W[l+2] relu(BN(W[l+1] a[l]))). `depth` counts weighted layers: an input layer, 2 per block,
+and the classifier, so depth = 2 * blocks + 2 (the same counting as the CIFAR nets' 6n+2).
+"""
+
+from __future__ import annotations
+
+
+from torch import nn
+
+from resx.models.blocks import ResidualBlock, mlp_branch
+from resx.models.net import BlockNet, init_weights
+
+
+def mlp_net(
+    depth: int = 20,
+    *,
+    width: int = 128,
+    residual: bool = True,
+    num_classes: int = 10,
+    in_channels: int = 1,
+    input_size: int = 28,
+    input_dim: int | None = None,
+    stochastic_depth: float | None = None,
+    **_ignored,
+) -> BlockNet:
+    if depth < 4 or depth % 2:
+        raise ValueError(f"MLP depth {depth} is not 2 * blocks + 2 with at least one block (allowed: 4, 6, 8, ...)")
+    if width < 1:
+        raise ValueError(f"MLP width must be positive, got {width}")
+    input_dim = input_dim or in_channels * input_size * input_size
+    stem = nn.Sequential(
+        nn.Flatten(), nn.Linear(input_dim, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)
+    )
+    blocks = [
+        ResidualBlock(
+            mlp_branch(width),
+            nn.Identity() if residual else None,
+            in_channels=width,
+            out_channels=width,
+            stride=1,
+            post_activation=True,
+            stage=0,
+        )
+        for _ in range((depth - 2) // 2)
+    ]
+    net = BlockNet(stem, blocks, nn.Linear(width, num_classes))
+    init_weights(net)
+    net.set_stochastic_depth(stochastic_depth)
+    return net

@@ -1,0 +1,138 @@
+"""The model zoo by name (in the manner of timm's `register_model` / `create_model`).
+
+Each variant is data (a `ModelSpec`: builder + fixed arguments), not a subclass. Every registered name is
+tested by tests/test_models.py, so a new model is tested the moment it is registered.
+CIFAR-family names also work for any valid depth that is not registered, e.g. `resnet8`, `plain14`
+(6n+2) and `preresnet83` (bottleneck, 9n+2 from 164 up) — handy for tiny tests and depth sweeps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable
+
+from resx.errors import ResxError
+from resx.models.cifar import blocks_per_stage, cifar_preresnet_bottleneck, cifar_resnet
+from resx.models.imagenet import imagenet_resnet
+from resx.models.mlp import mlp_net
+from resx.models.net import BlockNet
+
+# Options every image model accepts; they describe the data, so the data layer sets them.
+DATA_OPTIONS = ("num_classes", "in_channels", "input_size")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # cifar | preact | mlp | imagenet
+    residual: bool
+    depth: int | None
+    builder: Callable[..., BlockNet]
+    options: tuple[str, ...]  # user-settable options besides DATA_OPTIONS
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, **overrides: Any) -> BlockNet:
+        allowed = set(DATA_OPTIONS) | set(self.options)
+        unknown = sorted(set(overrides) - allowed)
+        if unknown:
+            raise ResxError(
+                f"model {self.name!r} has no option {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
+            )
+        kwargs = {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            net = self.builder(**kwargs)
+        except ValueError as e:  # builders raise ValueError with what is allowed
+            raise ResxError(f"model {self.name!r}: {e}") from None
+        net.model_name = self.name
+        net.model_options = {k: v for k, v in overrides.items() if v is not None}
+        return net
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+CONV_OPTIONS = ("shortcut", "stochastic_depth")
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _cifar_spec(name: str, depth: int, residual: bool, preact: bool = False) -> ModelSpec:
+    if preact and (depth - 2) % 9 == 0 and depth >= 164:
+        builder = partial(cifar_preresnet_bottleneck, depth)
+        what = f"pre-activation bottleneck ResNet, {depth} layers (He et al. 2016)"
+    else:
+        builder = partial(cifar_resnet, depth, preact=preact)
+        kind = "pre-activation ResNet" if preact else ("ResNet" if residual else "plain net")
+        what = f"CIFAR {kind}, {depth} layers (He et al. {'2016' if preact else '2015 §4.2'})"
+    return ModelSpec(
+        name, "preact" if preact else "cifar", residual, depth, partial(builder, residual=residual), CONV_OPTIONS, what
+    )
+
+
+for _d in (20, 32, 44, 56, 110, 1202):
+    register_model(_cifar_spec(f"resnet{_d}", _d, residual=True))
+    register_model(_cifar_spec(f"plain{_d}", _d, residual=False))
+for _d in (20, 32, 44, 56, 110, 164, 1001):
+    register_model(_cifar_spec(f"preresnet{_d}", _d, residual=True, preact=True))
+for _d in (18, 34):
+    register_model(
+        ModelSpec(f"resnet{_d}", "imagenet", True, _d, partial(imagenet_resnet, _d, residual=True), CONV_OPTIONS,
+                  f"ImageNet-style ResNet-{_d} (torchvision structure)")
+    )
+    register_model(
+        ModelSpec(f"plain{_d}", "imagenet", False, _d, partial(imagenet_resnet, _d, residual=False), CONV_OPTIONS,
+                  f"ImageNet-style plain-{_d}")
+    )
+register_model(ModelSpec("mlp_res", "mlp", True, None, partial(mlp_net, residual=True), ("depth", "width", "stochastic_depth"),
+                         "fully connected residual net, a[l+2] = relu(z[l+2] + a[l])"))
+register_model(ModelSpec("mlp_plain", "mlp", False, None, partial(mlp_net, residual=False), ("depth", "width"),
+                         "fully connected plain net, a[l+2] = relu(z[l+2])"))
+
+_PATTERN = re.compile(r"^(resnet|plain|preresnet)(\d+)$")
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].family, re.sub(r"\d+", "", n), _REGISTRY[n].depth or 0, n))
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The spec of a registered name, or of a CIFAR-family name with any valid depth (resnet8, plain14...)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    m = _PATTERN.match(name)
+    if m:
+        prefix, depth = m.group(1), int(m.group(2))
+        preact_bottleneck = prefix == "preresnet" and depth >= 164 and (depth - 2) % 9 == 0
+        try:
+            blocks_per_stage(depth, 3 if preact_bottleneck else 2)  # validate now, with a clear message
+        except ValueError as e:
+            raise ResxError(f"unknown model {name!r}: {e}") from None
+        spec = _cifar_spec(name, depth, residual=prefix != "plain", preact=prefix == "preresnet")
+        return spec
+    raise ResxError(
+        f"unknown model {name!r}; known models: {', '.join(list_models())} "
+        "(CIFAR names also take any 6n+2 depth, e.g. resnet8, plain14)"
+    )
+
+
+def create_model(name: str, **overrides: Any) -> BlockNet:
+    """Build a net by name. `overrides` set data options (num_classes, in_channels, input_size) and the
+    model's own options (shortcut, stochastic_depth; depth and width for the MLPs)."""
+    return get_model_spec(name).build(**overrides)
+
+
+def twin_name(name: str) -> str:
+    """The plain twin of a residual name and vice versa: resnet56 <-> plain56, mlp_res <-> mlp_plain."""
+    spec = get_model_spec(name)
+    if spec.family == "mlp":
+        return "mlp_plain" if spec.residual else "mlp_res"
+    if spec.family == "preact":
+        raise ResxError(f"{name!r} is pre-activation; its plain twin is plain{spec.depth}")
+    return f"{'plain' if spec.residual else 'resnet'}{spec.depth}"
