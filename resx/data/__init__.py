@@ -1,0 +1,129 @@
+"""Datasets by name, decoded once into uint8 tensors and cached in the data directory.
+
+    load_dataset("cifar10" | "cifar100" | "fashion-mnist" | "mnist" | "imagefolder:PATH" | "synthetic[:k=v,...]",
+                 data_dir=None)
+
+Data directory: the `data_dir` argument (--data-dir), else $RESX_DATA, else ./data.
+The cache (DATA_DIR/resx-cache/*.pt) is keyed by the source files' names, sizes and times, so a second run
+does not decode 60,000 JPEGs again, and a changed folder is decoded anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from resx.atomic import save_torch_atomic
+from resx.data.augment import normalize, random_crop_flip
+from resx.data.dataset import ImageData
+from resx.data.sources import (
+    CIFAR,
+    MNIST_LIKE,
+    SYNTHETIC_DEFAULTS,
+    list_imagefolder,
+    make_synthetic,
+    read_cifar,
+    read_imagefolder,
+    read_mnist_like,
+)
+from resx.errors import ResxError
+
+DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "imagefolder:PATH", "synthetic")
+CACHE_VERSION = 1
+
+__all__ = ["DATASET_NAMES", "ImageData", "load_dataset", "normalize", "random_crop_flip", "resolve_data_dir"]
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    return Path(data_dir or os.environ.get("RESX_DATA") or "data").expanduser()
+
+
+def parse_synthetic(spec: str) -> dict[str, int]:
+    """`synthetic` or `synthetic:train=256,test=64,size=8,channels=1,classes=4,seed=1`."""
+    options = dict(SYNTHETIC_DEFAULTS)
+    _, _, rest = spec.partition(":")
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if key not in options or not eq:
+            raise ResxError(f"bad synthetic option {item!r}; allowed: {', '.join(f'{k}=INT' for k in options)}")
+        try:
+            options[key] = int(value)
+        except ValueError:
+            raise ResxError(f"synthetic option {key} must be an integer, got {value!r}") from None
+        if options[key] < (0 if key == "seed" else 1):
+            raise ResxError(f"synthetic option {key} must be positive, got {value}")
+    if options["classes"] < 2:
+        raise ResxError("synthetic option classes must be at least 2")
+    return options
+
+
+def _fingerprint(parts: list[str]) -> str:
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _file_fingerprint(paths: list[Path]) -> str:
+    parts = [f"v{CACHE_VERSION}"]
+    for p in paths:
+        st = p.stat()
+        parts.append(f"{p}:{st.st_size}:{int(st.st_mtime)}")
+    return _fingerprint(parts)
+
+
+def _load_cached(cache_file: Path) -> dict | None:
+    if not cache_file.exists():
+        return None
+    try:
+        return torch.load(cache_file, map_location="cpu", weights_only=True)
+    except Exception:  # a corrupt cache is just decoded again
+        return None
+
+
+def load_dataset(spec: str, data_dir: str | os.PathLike | None = None, *, cache: bool = True) -> ImageData:
+    """Load a dataset by name into CPU uint8 tensors (move it with `.to(device)`)."""
+    spec = spec.strip()
+    root = resolve_data_dir(data_dir)
+    kind = spec.split(":", 1)[0]
+    augment = True
+    if kind == "synthetic":
+        options = parse_synthetic(spec)
+        train, test, classes, source = make_synthetic(**options)
+        return ImageData(spec, *train, *test, classes, augment=False, source=source)
+    if kind == "imagefolder":
+        path = spec.partition(":")[2]
+        if not path:
+            raise ResxError("imagefolder needs a path: imagefolder:PATH with PATH/train/<class>/* and PATH/test/<class>/*")
+        folder = Path(path).expanduser().resolve()
+        files = list_imagefolder(folder)
+        key = _file_fingerprint([p for s in ("train", "test") for p, _ in files[s]])
+        cache_file = root / "resx-cache" / f"imagefolder-{folder.name}-{key}.pt"
+        reader = lambda: read_imagefolder(folder, files)  # noqa: E731
+    elif kind in CIFAR:
+        reader = lambda: read_cifar(kind, root)  # noqa: E731
+        folder = root / CIFAR[kind]["folder"]
+        cache_file = None
+        if folder.is_dir():
+            key = _file_fingerprint(sorted(folder.iterdir()))
+            cache_file = root / "resx-cache" / f"{kind}-{key}.pt"
+    elif kind in MNIST_LIKE:
+        reader = lambda: read_mnist_like(kind, root)  # noqa: E731
+        augment = False  # the papers augment CIFAR only
+        cache_file = None  # IDX files read in a second; no cache needed
+    else:
+        raise ResxError(f"unknown dataset {spec!r}; allowed: {', '.join(DATASET_NAMES)}")
+
+    cached = _load_cached(cache_file) if (cache and cache_file) else None
+    if cached is not None:
+        train, test, classes, source = (cached["train_images"], cached["train_labels"]), (
+            cached["test_images"], cached["test_labels"]), cached["classes"], cached["source"]
+    else:
+        train, test, classes, source = reader()
+        if cache and cache_file is not None:
+            try:
+                save_torch_atomic(cache_file, dict(train_images=train[0], train_labels=train[1], test_images=test[0],
+                                                   test_labels=test[1], classes=classes, source=source))
+            except OSError:
+                pass  # a read-only data directory only costs decoding time next run
+    return ImageData(spec, *train, *test, classes, augment=augment, source=source)
