@@ -1,0 +1,175 @@
+"""Training configuration: dataclass defaults < YAML experiment file < command-line options.
+
+The defaults are He et al. 2015's CIFAR recipe (§4.2): SGD, momentum 0.9, weight decay 1e-4, batch 128,
+lr 0.1 divided by 10 at 32k and 48k of 64k iterations (50% and 75%), He init, pad-4 crop + flip.
+One iteration is one batch (of `batch_size`, 128 by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from resx.errors import ResxError
+
+PAPER_ITERATIONS = 64_000
+
+
+@dataclass
+class TrainConfig:
+    model: str = "resnet20"
+    data: str = "cifar10"
+    data_dir: str | None = None  # else $RESX_DATA, else ./data
+    # Length of training: give one of them; with neither, the paper's 64k iterations.
+    epochs: int | None = None
+    iterations: int | None = None
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    # lr is multiplied by lr_decay at each milestone, given as fractions of training (32k/64k, 48k/64k).
+    lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    lr_decay: float = 0.1
+    # He et al. 2015 §4.2, ResNet-110: "we use 0.01 to warm up the training until the training error is
+    # below 80% (about 400 iterations), and then go back to 0.1". Checked at the end of each epoch.
+    warmup_lr: float | None = None
+    warmup_until_train_error: float = 0.8
+    # Model options (None: the model's default).
+    shortcut: str | None = None  # 'A' (identity + zero-pad) or 'B' (projection)
+    stochastic_depth: float | None = None  # p_L, survival probability of the last block (Huang et al.: 0.5)
+    depth: int | None = None  # MLPs only
+    width: int | None = None  # MLPs only
+    augment: bool | None = None  # None: the dataset's default (on for CIFAR and imagefolder)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    graph: bool = True  # capture the training step as a CUDA graph (CUDA only)
+    eval_batch_size: int = 1000
+
+    def validate(self) -> "TrainConfig":
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ResxError(f"{name.replace('_', '-')} must be positive, got {value}")
+
+        for name in ("epochs", "iterations", "batch_size", "lr", "eval_batch_size", "lr_decay"):
+            positive(name)
+        if self.epochs is not None and self.iterations is not None:
+            raise ResxError("give either epochs or iterations, not both")
+        if not 0 <= self.momentum < 1:
+            raise ResxError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ResxError(f"weight-decay must be >= 0, got {self.weight_decay}")
+        if any(not 0 < m < 1 for m in self.lr_milestones):
+            raise ResxError(f"lr_milestones are fractions of training in (0, 1), got {self.lr_milestones}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ResxError(f"unknown device {self.device!r}; allowed: auto, cpu, cuda")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ResxError(f"unknown precision {self.precision!r}; allowed: auto, fp32, bf16")
+        if self.shortcut is not None and self.shortcut not in ("A", "B"):
+            raise ResxError(f"unknown shortcut {self.shortcut!r}; allowed: A (identity + zero-pad), B (projection)")
+        if self.stochastic_depth is not None and not 0 < self.stochastic_depth <= 1:
+            raise ResxError(f"stochastic-depth is the last block's survival probability in (0, 1], got {self.stochastic_depth}")
+        if self.warmup_lr is not None and self.warmup_lr <= 0:
+            raise ResxError(f"warmup-lr must be positive, got {self.warmup_lr}")
+        return self
+
+    def model_options(self) -> dict[str, Any]:
+        opts = dict(shortcut=self.shortcut, stochastic_depth=self.stochastic_depth, depth=self.depth, width=self.width)
+        return {k: v for k, v in opts.items() if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Check a YAML value against the dataclass field's type; ints are accepted where floats are."""
+    text = str(hint)
+    if value is None:
+        if "None" in text:
+            return None
+        raise ResxError(f"{source}: {name} must not be empty")
+    if "list" in text:
+        if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ResxError(f"{source}: {name} must be a list of numbers, got {value!r}")
+        return [float(v) for v in value]
+    if "bool" in text:
+        if not isinstance(value, bool):
+            raise ResxError(f"{source}: {name} must be true or false, got {value!r}")
+        return value
+    if "int" in text and "float" not in text:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ResxError(f"{source}: {name} must be an integer, got {value!r}")
+        return value
+    if "float" in text:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ResxError(f"{source}: {name} must be a number, got {value!r}")
+        return float(value)
+    if "str" in text:
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ResxError(f"{source}: {name} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; one-line errors for a missing file, bad syntax (with the line) or a non-mapping."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ResxError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ResxError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ResxError(f"config file {path} is not a text file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ResxError(f"config file {path} must hold a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def check_keys(data: dict[str, Any], allowed: tuple[str, ...], source: str) -> None:
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        raise ResxError(f"{source}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+
+
+def train_config_from(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Validate the TrainConfig part of a mapping (from YAML); returns the typed values."""
+    check_keys(data, CONFIG_KEYS, source)
+    hints = get_type_hints(TrainConfig)
+    return {k: _coerce(k, v, hints[k], source) for k, v in data.items()}
+
+
+def resolve_config(
+    yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None, *, base: TrainConfig | None = None
+) -> TrainConfig:
+    """defaults < YAML < overrides (None values in `overrides` mean 'not given')."""
+    values = asdict(base) if base else asdict(TrainConfig())
+    if yaml_path is not None:
+        values.update(train_config_from(read_yaml(yaml_path), str(yaml_path)))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    check_keys(given, CONFIG_KEYS, "options")
+    # --epochs on the command line replaces iterations from the YAML, and vice versa.
+    if "epochs" in given:
+        values["iterations"] = None
+    if "iterations" in given:
+        values["epochs"] = None
+    values.update(given)
+    return TrainConfig(**values).validate()
+
+
+def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
+    return dataclasses.replace(config, **changes).validate()
