@@ -1,0 +1,419 @@
+"""One training run: a run folder, a model, a dataset on the device, the step, the schedule, checkpoints.
+
+Run folder:
+    config.yaml     the resolved config (defaults < YAML < command line)
+    run_info.json   seed, versions (torch, CUDA), device name, git commit, dataset, status, memory, timing
+    metrics.csv     one row per epoch (columns: METRIC_COLUMNS); train_error is measured on the training
+                    batches of that epoch while training, as in He et al. 2015 Fig. 6
+    checkpoint.pt   see checkpoint.py; written after every epoch (and on Ctrl-C, mid-epoch)
+
+`TrainingRun` is driven step by step (`steps()` is a generator) so that a study can interleave several runs on
+one GPU, each on its own CUDA stream (see `train_many`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resx.atomic import save_torch_atomic, write_csv_atomic, write_json_atomic, write_yaml_atomic
+from resx.config import PAPER_ITERATIONS, TrainConfig
+from resx.data import ImageData, load_dataset
+from resx.engine import checkpoint as ckpt_io
+from resx.engine.device import resolve_device, resolve_precision
+from resx.engine.evaluate import Evaluator
+from resx.engine.interrupt import DeferredInterrupt
+from resx.engine.step import TrainStep
+from resx.errors import ResxError, TrainingDiverged, TrainingInterrupted
+from resx.models import create_model
+from resx.provenance import environment
+
+METRIC_COLUMNS = [
+    "epoch", "iteration", "lr", "train_loss", "train_error", "test_loss", "test_error",
+    "seconds", "images_per_second", "elapsed_seconds", "batch_size",
+]
+# Fields that must match when resuming: another model or dataset is another run.
+IDENTITY_FIELDS = ("model", "data", "shortcut", "stochastic_depth", "depth", "width", "batch_size")
+
+ProgressFn = Callable[["TrainingRun", dict[str, Any] | None], None]
+
+
+def run_folder_state(run_dir: Path) -> str:
+    """'empty' (absent or no resx files), 'finished', or 'partial'."""
+    if not (run_dir / ckpt_io.CHECKPOINT_NAME).exists() and not (run_dir / "metrics.csv").exists():
+        return "empty"
+    info = run_dir / "run_info.json"
+    if info.exists():
+        import json
+
+        try:
+            if json.loads(info.read_text()).get("status") == "finished":
+                return "finished"
+        except ValueError:
+            pass
+    return "partial"
+
+
+class TrainingRun:
+    """resume: 'never' (refuse an existing run unless overwrite), 'require' (--resume), 'auto' (studies)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        resume: str = "never",
+        overwrite: bool = False,
+        data: ImageData | None = None,
+        name: str | None = None,
+    ):
+        self.config = config.validate()
+        self.run_dir = Path(run_dir)
+        self.name = name or self.run_dir.name
+        self.resume, self.overwrite = resume, overwrite
+        self._given_data = data
+        self.metrics: list[dict[str, Any]] = []
+        self.epoch = 0  # completed epochs
+        self.host_iteration = 0  # mirror of the device counter, kept without synchronising
+        self.warmup_done = config.warmup_lr is None
+        self.elapsed = 0.0
+        self.status = "new"
+        self.stream = None
+
+    # --- set-up ---------------------------------------------------------------------------------------
+    def _check_folder(self) -> dict[str, Any] | None:
+        """Apply the resume/overwrite rules; return the checkpoint to resume from, if any."""
+        state = run_folder_state(self.run_dir)
+        has_ckpt = (self.run_dir / ckpt_io.CHECKPOINT_NAME).exists()
+        if self.overwrite:
+            for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
+                (self.run_dir / f).unlink(missing_ok=True)
+            return None
+        if self.resume == "require" and not has_ckpt:
+            raise ResxError(f"--resume: no checkpoint in {self.run_dir}; start the run without --resume")
+        if self.resume == "never" and state != "empty":
+            raise ResxError(
+                f"run folder {self.run_dir} already holds a run; pass --resume to continue it or --overwrite to start again"
+            )
+        if has_ckpt:
+            ckpt = ckpt_io.read_checkpoint(self.run_dir / ckpt_io.CHECKPOINT_NAME)
+            saved = ckpt["config"]
+            for key in IDENTITY_FIELDS:
+                if saved.get(key) != getattr(self.config, key):
+                    raise ResxError(
+                        f"checkpoint in {self.run_dir} is for {key}={saved.get(key)!r}, not {getattr(self.config, key)!r}; "
+                        "use another --out or --overwrite"
+                    )
+            return ckpt
+        return None
+
+    def setup(self) -> "TrainingRun":
+        cfg = self.config
+        resume_from = self._check_folder()
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        data = self._given_data or load_dataset(cfg.data, cfg.data_dir)
+        if cfg.batch_size > data.train_images.shape[0]:
+            raise ResxError(f"batch size {cfg.batch_size} is larger than the training set ({data.train_images.shape[0]} images)")
+        self.data = data.to(self.device)
+        if self.device.type == "cuda":
+            self.stream = torch.cuda.Stream(self.device)
+        memory_before = torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else 0
+        try:
+            with self._on_stream():
+                self.net = create_model(cfg.model, **self.data.model_options, **cfg.model_options()).to(self.device)
+                if self.device.type == "cuda":
+                    self.net = self.net.to(memory_format=torch.channels_last)
+                self.net.train()
+                augment = self.data.augment if cfg.augment is None else cfg.augment
+                self.step = TrainStep(
+                    self.net, self.data, batch_size=cfg.batch_size, momentum=cfg.momentum,
+                    weight_decay=cfg.weight_decay, lr=self.lr_at(0), precision=self.precision,
+                    augment=augment, device=self.device,
+                )
+                self.total_iterations = self._total_iterations()
+                self.total_epochs = math.ceil(self.total_iterations / self.step.steps_per_epoch)
+                self.evaluator = Evaluator(
+                    self.net, self.data, batch_size=cfg.eval_batch_size, precision=self.precision,
+                    device=self.device, use_graph=cfg.graph,
+                )
+                if resume_from is not None:
+                    self._restore(resume_from)
+                if self.device.type == "cuda" and cfg.graph:
+                    self.step.capture_graph()
+        except torch.OutOfMemoryError:
+            raise ResxError(
+                f"CUDA out of memory building {cfg.model} at batch size {cfg.batch_size}; "
+                "try a smaller --batch-size or fewer concurrent runs (--concurrency)"
+            ) from None
+        self.memory_mb = (
+            (torch.cuda.memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
+        )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_yaml_atomic(self.run_dir / "config.yaml", cfg.to_dict())
+        self.env = environment(self.device)
+        self.status = "running"
+        self._write_info()
+        return self
+
+    def _total_iterations(self) -> int:
+        cfg = self.config
+        if cfg.iterations is not None:
+            return cfg.iterations
+        if cfg.epochs is not None:
+            return cfg.epochs * self.step.steps_per_epoch
+        return PAPER_ITERATIONS
+
+    def _on_stream(self):
+        import contextlib
+
+        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+
+    # --- schedule --------------------------------------------------------------------------------------
+    def lr_at(self, iteration: int) -> float:
+        """Step schedule: lr x lr_decay at each milestone (fractions of training), after the optional warm-up."""
+        cfg = self.config
+        if not self.warmup_done:
+            return cfg.warmup_lr  # type: ignore[return-value]
+        total = getattr(self, "total_iterations", None) or self._fallback_total()
+        passed = sum(iteration >= round(m * total) for m in cfg.lr_milestones)
+        return cfg.lr * cfg.lr_decay**passed
+
+    def _fallback_total(self) -> int:
+        return self.config.iterations or PAPER_ITERATIONS
+
+    # --- checkpoints -----------------------------------------------------------------------------------
+    def _checkpoint(self) -> dict[str, Any]:
+        s = self.step.state
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": ckpt_io.FORMAT,
+            "version": ckpt_io.VERSION,
+            "config": self.config.to_dict(),
+            "model_name": self.net.model_name,
+            "model_options": self.net.model_options,
+            "model_state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "momentum_buffers": [b.detach().cpu() for b in s.momentum_buffers],
+            "step_state": {k: v.detach().cpu() for k, v in s.tensors().items()},
+            "epoch": self.epoch,
+            "iteration": self.host_iteration,
+            "cursor": self._cursor,
+            "epoch_seconds_so_far": self._epoch_seconds_so_far(),
+            "elapsed": self.elapsed,
+            "warmup_done": self.warmup_done,
+            "rng": rng,
+            "metrics": self.metrics,
+            "dataset": self.data.describe(),
+        }
+
+    def _save_checkpoint(self) -> None:
+        save_torch_atomic(self.run_dir / ckpt_io.CHECKPOINT_NAME, self._checkpoint())
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        try:
+            self.net.load_state_dict(ckpt["model_state"])
+            with torch.no_grad():
+                for buf, saved in zip(self.step.state.momentum_buffers, ckpt["momentum_buffers"], strict=True):
+                    buf.copy_(saved)
+                for key, tensor in self.step.state.tensors().items():
+                    tensor.copy_(ckpt["step_state"][key])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise ResxError(f"checkpoint in {self.run_dir} does not fit this run ({str(e).splitlines()[0][:100]})") from None
+        self.epoch, self.host_iteration = ckpt["epoch"], ckpt["iteration"]
+        self._cursor = ckpt["cursor"]
+        self._resumed_epoch_seconds = ckpt.get("epoch_seconds_so_far", 0.0)
+        self.elapsed = ckpt["elapsed"]
+        self.warmup_done = ckpt["warmup_done"]
+        self.metrics = list(ckpt["metrics"])
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if self.device.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+        # metrics.csv may hold a row written after this checkpoint's epoch (killed in between): rewrite it.
+        self._write_metrics()
+
+    _cursor = 0  # steps done in the current epoch (host copy)
+    _resumed_epoch_seconds = 0.0
+    _epoch_started = None
+
+    def _epoch_seconds_so_far(self) -> float:
+        if self._epoch_started is None:
+            return 0.0
+        return self._resumed_epoch_seconds + time.perf_counter() - self._epoch_started
+
+    # --- files -----------------------------------------------------------------------------------------
+    def _write_metrics(self) -> None:
+        import pandas as pd
+
+        write_csv_atomic(self.run_dir / "metrics.csv", pd.DataFrame(self.metrics, columns=METRIC_COLUMNS))
+
+    def _write_info(self, **extra: Any) -> None:
+        info = {
+            "name": self.name,
+            "status": self.status,
+            "seed": self.config.seed,
+            "model": self.config.model,
+            "parameters": self.net.num_parameters(),
+            "residual": self.net.residual,
+            "blocks": len(self.net.blocks),
+            "dataset": self.data.describe(),
+            "precision": self.precision,
+            "cuda_graph": self.step.graph is not None,
+            "iteration_means": f"one batch of {self.config.batch_size} training images",
+            "total_iterations": self.total_iterations,
+            "steps_per_epoch": self.step.steps_per_epoch,
+            "epochs_done": self.epoch,
+            "iterations_done": self.host_iteration,
+            "memory_mb": round(self.memory_mb, 1),
+            "elapsed_seconds": round(self.elapsed, 2),
+            **self.env,
+            **extra,
+        }
+        write_json_atomic(self.run_dir / "run_info.json", info)
+
+    # --- training --------------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.host_iteration >= self.total_iterations
+
+    def steps(self) -> Iterator[None]:
+        """Enqueue the steps of the current epoch one by one (yielding after each); then `finish_epoch`."""
+        steps_this_epoch = min(self.step.steps_per_epoch, self.total_iterations - (self.host_iteration - self._cursor))
+        with self._on_stream():
+            if self._cursor == 0:
+                self.step.start_epoch()
+            self._epoch_started = time.perf_counter()
+            current_lr = self.lr_at(self.host_iteration)
+            self.step.set_lr(current_lr)
+            while self._cursor < steps_this_epoch:
+                lr = self.lr_at(self.host_iteration)
+                if lr != current_lr:
+                    self.step.set_lr(lr)
+                    current_lr = lr
+                self.step()
+                self._cursor += 1
+                self.host_iteration += 1
+                yield
+        self._steps_this_epoch = steps_this_epoch
+
+    def finish_epoch(self) -> dict[str, Any]:
+        """Read the epoch's sums (one synchronisation), evaluate, log, checkpoint."""
+        s = self.step.state
+        steps = self._steps_this_epoch
+        with self._on_stream():
+            loss_sum, error_sum, first_bad = (float(s.loss_sum), int(s.error_sum), int(s.first_bad_iteration))
+            train_seconds = self._epoch_seconds_so_far()
+            if first_bad >= 0 or not math.isfinite(loss_sum):
+                self._diverged(first_bad if first_bad >= 0 else self.host_iteration)
+            test_loss, test_error = self.evaluator()
+        seconds = self._epoch_seconds_so_far()
+        self.elapsed += seconds
+        self.epoch += 1
+        train_error = error_sum / (steps * self.config.batch_size)
+        if not self.warmup_done and train_error < self.config.warmup_until_train_error:
+            self.warmup_done = True  # He et al. 2015 §4.2: back to lr 0.1 once training error < 80%
+        row = {
+            "epoch": self.epoch,
+            "iteration": self.host_iteration,
+            "lr": self.lr_at(self.host_iteration - 1),
+            "train_loss": loss_sum / steps,
+            "train_error": train_error,
+            "test_loss": test_loss,
+            "test_error": test_error,
+            "seconds": round(seconds, 3),
+            "images_per_second": round(steps * self.config.batch_size / max(train_seconds, 1e-9), 1),
+            "elapsed_seconds": round(self.elapsed, 3),
+            "batch_size": self.config.batch_size,
+        }
+        self.metrics.append(row)
+        self._cursor, self._epoch_started, self._resumed_epoch_seconds = 0, None, 0.0
+        if self.done:
+            self.status = "finished"
+        self._write_metrics()
+        self._save_checkpoint()
+        self._write_info()
+        return row
+
+    def _diverged(self, iteration: int) -> None:
+        epoch = self.epoch + 1
+        self.status = "diverged"
+        last_good = self.epoch
+        self._write_info(diverged_at={"epoch": epoch, "iteration": iteration}, last_good_checkpoint_epoch=last_good)
+        where = f"checkpoint.pt of epoch {last_good} kept" if last_good else "no checkpoint was written"
+        raise TrainingDiverged(
+            f"loss became NaN or infinite at epoch {epoch}, iteration {iteration} (lr {self.lr_at(iteration):g}) "
+            f"in {self.run_dir}; {where}; lower --lr and start again with --overwrite"
+        )
+
+    def save_interrupted(self) -> None:
+        """Ctrl-C: wait for the queued steps, then save a mid-epoch checkpoint that resumes exactly."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.status = "interrupted"
+        self._save_checkpoint()
+        self._write_info()
+
+
+def train_many(
+    runs: Sequence[TrainingRun],
+    *,
+    progress: ProgressFn | None = None,
+    progress_every: int = 50,
+) -> list[TrainingRun]:
+    """Train runs that are already set up, interleaving their steps so that on CUDA each run's graph replays
+    on its own stream while the others run (several small nets fill one GPU better than one). On the CPU the
+    steps simply alternate. Ctrl-C saves every run and raises TrainingInterrupted."""
+    active = [r for r in runs if not r.done]
+    with DeferredInterrupt() as interrupt:
+        while active:
+            generators = {id(r): r.steps() for r in active}
+            pending = list(active)
+            count = 0
+            while pending:
+                for run in list(pending):
+                    try:
+                        next(generators[id(run)])
+                    except StopIteration:
+                        pending.remove(run)
+                        row = run.finish_epoch()
+                        if progress:
+                            progress(run, row)
+                count += 1
+                if progress and count % progress_every == 0:
+                    for run in pending:
+                        progress(run, None)
+                if interrupt.requested:
+                    for run in active:
+                        run.save_interrupted()
+                    names = ", ".join(str(r.run_dir) for r in active)
+                    raise TrainingInterrupted(f"interrupted; checkpoints saved in {names}; run the same command with --resume to continue")
+            active = [r for r in active if not r.done]
+    return list(runs)
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: str = "never",
+    overwrite: bool = False,
+    data: ImageData | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainingRun:
+    """Train one model (library entry point of `resx train`). Returns the finished run (metrics in `.metrics`)."""
+    run = TrainingRun(config, run_dir, resume=resume, overwrite=overwrite, data=data).setup()
+    if progress:
+        progress(run, None)
+    train_many([run], progress=progress)
+    if run.status != "finished":  # resumed a finished run: nothing to do, but say so in run_info
+        run.status = "finished"
+        run._write_info()
+    return run

@@ -1,0 +1,144 @@
+"""The training step: one function over static-shape device tensors, capturable whole as a CUDA graph.
+
+Everything the step reads or writes lives in device tensors that keep their addresses (`StepState`): the epoch's
+sample order and a cursor into it, the learning rate, the momentum buffers, and running sums of loss and errors.
+So the host never synchronises per step: it replays the graph (or calls the eager step on the CPU) and reads the
+sums once per epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from resx.data.augment import normalize, random_crop_flip
+from resx.data.dataset import ImageData
+from resx.engine.device import autocast
+from resx.engine.graphs import capture
+from resx.engine.sgd import sgd_update
+
+
+@dataclass
+class StepState:
+    """Device tensors the step reads and updates in place."""
+
+    order: torch.Tensor  # int64 [steps_per_epoch * batch]: this epoch's sample order
+    cursor: torch.Tensor  # int64 []: index of the next batch within the epoch
+    iteration: torch.Tensor  # int64 []: global iteration counter
+    lr: torch.Tensor  # float32 []
+    loss_sum: torch.Tensor  # float32 []: sum over this epoch's batches of the mean batch loss
+    error_sum: torch.Tensor  # int64 []: misclassified training samples this epoch
+    first_bad_iteration: torch.Tensor  # int64 []: first iteration with a non-finite loss, -1 if none
+    momentum_buffers: list[torch.Tensor]
+
+    def reset_epoch_sums(self) -> None:
+        self.cursor.zero_()
+        self.loss_sum.zero_()
+        self.error_sum.zero_()
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in ("order", "cursor", "iteration", "lr", "loss_sum", "error_sum", "first_bad_iteration")}
+
+
+class TrainStep:
+    """Builds the step for one net on one dataset; `__call__` runs one step (graph replay or eager)."""
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        data: ImageData,
+        *,
+        batch_size: int,
+        momentum: float,
+        weight_decay: float,
+        lr: float,
+        precision: str,
+        augment: bool,
+        device: torch.device,
+    ):
+        self.net, self.data, self.device = net, data, device
+        self.batch_size, self.momentum, self.weight_decay = batch_size, momentum, weight_decay
+        self.precision, self.augment = precision, augment
+        self.channels_last = device.type == "cuda" and data.train_images.dim() == 4
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.steps_per_epoch = data.train_images.shape[0] // batch_size  # the last partial batch is dropped
+        if self.steps_per_epoch < 1:
+            from resx.errors import ResxError
+
+            raise ResxError(f"batch size {batch_size} is larger than the training set ({data.train_images.shape[0]} images)")
+        shape = (1, data.channels, 1, 1)
+        self.mean = torch.tensor(data.mean, device=device).view(shape)
+        self.std = torch.tensor(data.std, device=device).view(shape)
+        zeros = lambda dtype: torch.zeros((), dtype=dtype, device=device)  # noqa: E731
+        self.state = StepState(
+            order=torch.arange(self.steps_per_epoch * batch_size, device=device),
+            cursor=zeros(torch.int64),
+            iteration=zeros(torch.int64),
+            lr=torch.tensor(lr, dtype=torch.float32, device=device),
+            loss_sum=zeros(torch.float32),
+            error_sum=zeros(torch.int64),
+            first_bad_iteration=torch.full((), -1, dtype=torch.int64, device=device),
+            momentum_buffers=[torch.zeros_like(p) for p in self.params],
+        )
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    # --- the step itself ------------------------------------------------------------------------------------
+    def _step(self) -> None:
+        s = self.state
+        batch_index = s.order.view(-1, self.batch_size).index_select(0, s.cursor.view(1)).view(-1)
+        images = self.data.train_images.index_select(0, batch_index)
+        labels = self.data.train_labels.index_select(0, batch_index)
+        if self.augment:
+            images = random_crop_flip(images)
+        x = normalize(images, self.mean, self.std, channels_last=self.channels_last)
+        with autocast(self.device, self.precision):
+            logits = self.net(x)
+        loss = F.cross_entropy(logits.float(), labels)
+        grads = torch.autograd.grad(loss, self.params)
+        sgd_update(self.params, grads, s.momentum_buffers, s.lr, self.momentum, self.weight_decay)
+        with torch.no_grad():
+            loss = loss.detach()
+            s.loss_sum.add_(loss)
+            s.error_sum.add_((logits.argmax(dim=1) != labels).sum())
+            bad = ~torch.isfinite(loss) & (s.first_bad_iteration < 0)
+            s.first_bad_iteration.copy_(torch.where(bad, s.iteration, s.first_bad_iteration))
+            s.cursor.add_(1)
+            s.iteration.add_(1)
+
+    def __call__(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._step()
+
+    # --- CUDA graph ---------------------------------------------------------------------------------------
+    def capture_graph(self) -> None:
+        """Capture the step as a CUDA graph. The warm-up steps change weights, BN statistics, momentum and
+        counters, so all of them are saved before and restored after: training stays exactly as if eager."""
+        saved = [t.detach().clone() for t in self._mutable_tensors()]
+        self.graph = capture(self._step)
+        with torch.no_grad():
+            for t, copy in zip(self._mutable_tensors(), saved):
+                t.copy_(copy)
+
+    def _mutable_tensors(self) -> list[torch.Tensor]:
+        s = self.state
+        return [
+            *self.net.parameters(),
+            *self.net.buffers(),
+            *s.momentum_buffers,
+            *s.tensors().values(),
+        ]
+
+    # --- host-side control (a few tiny launches per epoch, no synchronisation) ------------------------------
+    def start_epoch(self) -> None:
+        """Draw this epoch's sample order on the device and reset the epoch's sums."""
+        n = self.data.train_images.shape[0]
+        perm = torch.randperm(n, device=self.device)[: self.steps_per_epoch * self.batch_size]
+        self.state.order.copy_(perm)
+        self.state.reset_epoch_sums()
+
+    def set_lr(self, lr: float) -> None:
+        self.state.lr.fill_(lr)
