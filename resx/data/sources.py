@@ -220,8 +220,11 @@ def make_synthetic(train: int, test: int, size: int, channels: int, classes: int
     def split(n: int) -> Split:
         labels = torch.randint(0, classes, (n,), generator=g)
         x = templates[labels]
-        shift_y, shift_x = torch.randint(-2, 3, (2,), generator=g).tolist()
-        x = torch.roll(x, shifts=(shift_y, shift_x), dims=(2, 3))
+        shifts = torch.randint(-2, 3, (n, 2), generator=g)  # each image shifted by up to 2 pixels
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                chosen = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+                x[chosen] = torch.roll(x[chosen], shifts=(dy, dx), dims=(2, 3))
         x = x * (0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=g)) + 0.35 * torch.randn(x.shape, generator=g)
         return (x.clamp(0, 1) * 255).round().to(torch.uint8), labels
 

@@ -1,0 +1,20 @@
+"""Training engine: the step (step.py), evaluation (evaluate.py), runs and their folders (run.py)."""
+
+from resx.engine.checkpoint import find_checkpoint, load_model, read_checkpoint
+from resx.engine.device import autocast, resolve_device, resolve_precision
+from resx.engine.evaluate import Evaluator
+from resx.engine.run import METRIC_COLUMNS, TrainingRun, train, train_many
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "Evaluator",
+    "TrainingRun",
+    "autocast",
+    "find_checkpoint",
+    "load_model",
+    "read_checkpoint",
+    "resolve_device",
+    "resolve_precision",
+    "train",
+    "train_many",
+]
