@@ -1,0 +1,22 @@
+"""Shared fixtures: everything runs on the CPU, offline, on tiny data the tests make themselves."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("RESX_NO_DOWNLOAD", "1")
+
+TINY_DATA = "synthetic:size=8,train=256,test=64"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Each test gets its own data directory and working directory, so nothing leaks between tests."""
+    monkeypatch.setenv("RESX_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("RESX_NO_DOWNLOAD", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def tiny_data():
+    return TINY_DATA
