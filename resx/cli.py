@@ -177,6 +177,74 @@ def show_run_summary(run: Any) -> None:
     console.print(f"one iteration = one batch of {run.config.batch_size}; results in [bold]{run.run_dir}[/]")
 
 
+# --- compare-plain ----------------------------------------------------------------------------------------------
+def int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise ResxError(f"{option} takes integers separated by commas (e.g. 20,32,44,56), got {text!r}") from None
+
+
+@app.command("compare-plain")
+@user_errors
+def compare_plain_command(
+    depths: Annotated[Optional[str], typer.Option(help="Depths of the plain/residual pairs (default 20,32,44,56).")] = None,
+    residual_depths: Annotated[Optional[str], typer.Option("--residual-depths", help="Residual-only depths, e.g. 110 (He Fig. 6 shows ResNet-110 without its plain twin).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per model (default 3).")] = None,
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Train each net for N epochs.")] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="Train each net for N iterations (batches).")] = None,
+    shortcut: Annotated[Optional[str], typer.Option(help="Residual shortcut: A (identity + zero-pad, same params as plain) or B.")] = None,
+    family: Annotated[Optional[str], typer.Option(help="cifar | preact | mlp")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/degradation).")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="Run only slice I of N (I/N, e.g. a SLURM array index).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Runs trained at once on one GPU (default 4 on CUDA, 1 on CPU).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 0.1).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (default 128).")] = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Plain vs residual nets across depths: the degradation problem (He et al. 2015, Fig. 6)."""
+    from resx.studies.compare import CompareOptions, compare_plain
+
+    options = CompareOptions.resolve(config, dict(
+        depths=int_list(depths, "--depths"), residual_depths=int_list(residual_depths, "--residual-depths"),
+        seeds=seeds, family=family, out=str(out) if out else None, shard=shard, concurrency=concurrency,
+    ), dict(
+        data=data, epochs=epochs, iterations=iterations, shortcut=shortcut, lr=lr, batch_size=batch_size, seed=seed,
+        device=device if device != "auto" else None, data_dir=str(data_dir) if data_dir else None,
+    ))
+    console.print(f"compare-plain: {options.describe()}")
+    with RunProgress() as progress:
+        result = compare_plain(options, progress=progress, on_status=lambda msg: progress.progress.console.print(msg))
+    show_degradation(result)
+
+
+def show_degradation(result: Any) -> None:
+    summary = result.summary
+    table = Table(title="Degradation: final error (mean ± std over seeds)")
+    for col in ("model", "residual", "depth", "params", "seeds", "final train error", "final test error", "best test error"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in summary.itertuples():
+        table.add_row(row.model, "yes" if row.residual else "no", str(row.depth), f"{row.params / 1e6:.2f}M", str(row.seeds),
+                      f"{pct(row.final_train_error_mean)} ± {100 * row.final_train_error_std:.2f}",
+                      f"{pct(row.final_test_error_mean)} ± {100 * row.final_test_error_std:.2f}",
+                      pct(row.best_test_error_mean))
+    console.print(table)
+    for line in result.verdict:
+        console.print(line)
+    info = result.info
+    if info.get("trained"):
+        console.print(f"trained {info['trained']} run(s), skipped {info['skipped']} finished, in {info['wall_seconds']:.1f} s "
+                      f"({info['images_per_second']:,.0f} images/s in all, {info.get('concurrency', 1)} at a time)")
+    console.print(f"one iteration = one batch of {result.batch_size}; results in [bold]{result.out}[/]: "
+                  + ", ".join(p.name for p in result.files))
+
+
 def main() -> None:
     app()
 

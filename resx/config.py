@@ -146,6 +146,25 @@ def check_keys(data: dict[str, Any], allowed: tuple[str, ...], source: str) -> N
         raise ResxError(f"{source}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
 
 
+# Sections of an experiment file (experiments/*.yaml). A file may also be a bare mapping of TrainConfig keys.
+SECTIONS = ("train", "compare_plain", "lesion", "paths", "reproduce")
+
+
+def read_experiment(path: str | Path) -> dict[str, dict[str, Any]]:
+    """An experiment file split into sections: {'train': {...}, 'compare_plain': {...}, ...}.
+    A file whose keys are all TrainConfig keys is the 'train' section alone."""
+    data = read_yaml(path)
+    if all(k in CONFIG_KEYS for k in data):
+        return {"train": data}
+    check_keys(data, SECTIONS, str(path))
+    for name, section in data.items():
+        if section is None:
+            data[name] = {}
+        elif not isinstance(section, dict):
+            raise ResxError(f"{path}: section {name!r} must be a mapping of keys to values")
+    return data
+
+
 def train_config_from(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Validate the TrainConfig part of a mapping (from YAML); returns the typed values."""
     check_keys(data, CONFIG_KEYS, source)
@@ -159,7 +178,7 @@ def resolve_config(
     """defaults < YAML < overrides (None values in `overrides` mean 'not given')."""
     values = asdict(base) if base else asdict(TrainConfig())
     if yaml_path is not None:
-        values.update(train_config_from(read_yaml(yaml_path), str(yaml_path)))
+        values.update(train_config_from(read_experiment(yaml_path).get("train", {}), str(yaml_path)))
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_keys(given, CONFIG_KEYS, "options")
     # --epochs on the command line replaces iterations from the YAML, and vice versa.

@@ -1,0 +1,320 @@
+"""The degradation problem (He et al. 2015, §4.2 and Fig. 6): plain nets get WORSE with depth on the training
+set, not only the test set, while their residual twins (same parameters, option A shortcuts) get better.
+
+`plan_grid` lists the runs (plain and residual twin for every depth, every seed, plus residual-only depths such
+as ResNet-110, which the paper shows without its plain twin), `shard` picks one slice of them for one process of
+a multi-GPU or SLURM job array, `run_grid` trains them through the engine, several at once on one GPU, skipping
+finished runs and resuming interrupted ones, and `collect` merges whatever run folders exist into the tidy
+`curves.csv` (one row per run x epoch) and `summary.csv` (one row per model, mean ± std over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from resx.atomic import write_csv_atomic, write_json_atomic
+from resx.config import TrainConfig, replace
+from resx.errors import ResxError
+
+FAMILIES = {
+    # family: (plain name, residual name); MLPs take their depth as an option
+    "cifar": ("plain{d}", "resnet{d}"),
+    "preact": ("plain{d}", "preresnet{d}"),
+    "mlp": ("mlp_plain", "mlp_res"),
+}
+CURVE_COLUMNS = [
+    "model", "family", "residual", "depth", "seed", "epoch", "iteration", "train_error", "test_error",
+    "train_loss", "test_loss", "lr", "batch_size", "seconds", "images_per_second",
+]
+SUMMARY_COLUMNS = [
+    "model", "family", "residual", "depth", "params", "seeds", "final_train_error_mean", "final_train_error_std",
+    "final_test_error_mean", "final_test_error_std", "best_test_error_mean", "best_test_error_std", "iterations",
+]
+# Config fields that do not change what a run computes: a finished run trained with other values is reused.
+IGNORED_FOR_REUSE = ("device", "data_dir", "graph")
+
+
+@dataclass(frozen=True)
+class GridRun:
+    model: str  # registry name
+    family: str
+    residual: bool
+    depth: int
+    seed: int
+    config: TrainConfig
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return self.run_dir.name
+
+
+def check_depth(family: str, depth: int) -> None:
+    if family == "mlp":
+        if depth < 4 or depth % 2:
+            raise ResxError(f"depth {depth} is not valid for the mlp family; allowed: even depths >= 4 (2 * blocks + 2)")
+    elif depth < 8 or (depth - 2) % 6:
+        raise ResxError(f"depth {depth} is not 6n+2 for the {family} family; allowed: 8, 14, 20, 32, 44, 56, 110, ...")
+
+
+def plan_grid(
+    base: TrainConfig,
+    *,
+    depths: list[int],
+    residual_depths: list[int] = (),
+    seeds: int = 1,
+    family: str = "cifar",
+    out: str | Path = "results/degradation",
+    per_model: dict[str, dict[str, Any]] | None = None,
+) -> list[GridRun]:
+    """Every run of the grid, in a fixed order (so shards agree). Seeds are base.seed, base.seed + 1, ..."""
+    if family not in FAMILIES:
+        raise ResxError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
+    if seeds < 1:
+        raise ResxError(f"seeds must be at least 1, got {seeds}")
+    if not depths and not residual_depths:
+        raise ResxError("the grid is empty: give at least one depth (--depths 20,56)")
+    for d in [*depths, *residual_depths]:
+        check_depth(family, d)
+    per_model = per_model or {}
+    plain_name, residual_name = FAMILIES[family]
+    runs: list[GridRun] = []
+    entries = [(d, False) for d in depths] + [(d, True) for d in depths] + [
+        (d, True) for d in residual_depths if d not in depths
+    ]
+    out = Path(out)
+    for depth, residual in sorted(entries, key=lambda e: (e[0], e[1])):
+        name = (residual_name if residual else plain_name).format(d=depth)
+        label = f"{name}-{depth}" if family == "mlp" else name
+        for i in range(seeds):
+            seed = base.seed + i
+            changes: dict[str, Any] = dict(model=name, seed=seed)
+            if family == "mlp":
+                changes["depth"] = depth
+            if family in ("cifar", "preact") and not residual:
+                changes["shortcut"] = None
+            overrides = per_model.get(label, per_model.get(name, {}))
+            config = replace(base, **changes, **overrides)
+            runs.append(GridRun(name, family, residual, depth, seed, config, out / f"{label}-seed{seed}"))
+    return runs
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (I, N) with 1 <= I <= N (I = a SLURM array index counted from 1)."""
+    if text is None:
+        return None
+    try:
+        index, count = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise ResxError(f"--shard {text}: expected I/N, e.g. 1/4") from None
+    if count < 1 or not 1 <= index <= count:
+        raise ResxError(f"--shard {text}: I must be between 1 and N (N >= 1)")
+    return index, count
+
+
+def shard(runs: list[GridRun], index: int, count: int) -> list[GridRun]:
+    """The index-th of count slices (round robin, so each shard gets a mix of cheap and expensive runs)."""
+    return runs[index - 1 :: count]
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in IGNORED_FOR_REUSE}
+
+
+def check_reusable(run: GridRun) -> None:
+    """A run folder trained with another config is not silently reused (e.g. the user changed --epochs)."""
+    saved_file = run.run_dir / "config.yaml"
+    if not saved_file.exists():
+        return
+    import yaml
+
+    saved = yaml.safe_load(saved_file.read_text()) or {}
+    wanted = run.config.to_dict()
+    diffs = [k for k, v in _comparable(wanted).items() if saved.get(k) != v]
+    if diffs:
+        k = diffs[0]
+        raise ResxError(
+            f"{run.run_dir} was trained with {k}={saved.get(k)!r}, this grid asks for {k}={wanted[k]!r}; "
+            "use another --out, or delete that run folder"
+        )
+
+
+def run_grid(
+    runs: list[GridRun],
+    *,
+    concurrency: int | None = None,
+    progress: Callable | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train every run that is not finished (interrupted ones resume from their checkpoints), `concurrency`
+    at a time on one device. Returns timing: wall seconds, images trained, aggregate images/s."""
+    from resx.data import load_dataset
+    from resx.engine import TrainingRun, resolve_device, train_many
+    from resx.engine.run import run_folder_state
+
+    say = on_status or (lambda _msg: None)
+    todo = []
+    for run in runs:
+        check_reusable(run)
+        if run_folder_state(run.run_dir) == "finished":
+            say(f"skip {run.label}: finished")
+        else:
+            todo.append(run)
+    info: dict[str, Any] = {"runs": len(runs), "trained": len(todo), "skipped": len(runs) - len(todo)}
+    if not todo:
+        return {**info, "wall_seconds": 0.0, "images": 0, "images_per_second": 0.0}
+    device = resolve_device(todo[0].config.device)
+    if concurrency is None:
+        concurrency = 4 if device.type == "cuda" else 1
+    if concurrency < 1:
+        raise ResxError(f"--concurrency must be at least 1, got {concurrency}")
+    first = todo[0].config
+    data = load_dataset(first.data, first.data_dir).to(device)  # once, shared by every run on the device
+    start = time.perf_counter()
+    images = 0
+    memory = []
+    for group_start in range(0, len(todo), concurrency):
+        group = todo[group_start : group_start + concurrency]
+        trainers = []
+        for run in group:
+            trainer = TrainingRun(run.config, run.run_dir, resume="auto", data=data, name=run.label).setup()
+            trainers.append(trainer)
+            memory.append(trainer.memory_mb)
+            if trainer.epoch or trainer.host_iteration:
+                say(f"resume {run.label} from epoch {trainer.epoch}, iteration {trainer.host_iteration}")
+        done_before = {id(t): t.host_iteration for t in trainers}
+        if progress:
+            for t in trainers:
+                progress(t, None)
+        train_many(trainers, progress=progress)
+        images += sum((t.host_iteration - done_before[id(t)]) * t.config.batch_size for t in trainers)
+    wall = time.perf_counter() - start
+    return {
+        **info,
+        "concurrency": concurrency,
+        "wall_seconds": round(wall, 2),
+        "images": images,
+        "images_per_second": round(images / max(wall, 1e-9), 1),
+        "memory_mb_per_run": round(max(memory), 1) if memory else 0.0,
+    }
+
+
+def _load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    info_file, metrics_file = run_dir / "run_info.json", run_dir / "metrics.csv"
+    if not info_file.exists() or not metrics_file.exists():
+        return None
+    try:
+        info = json.loads(info_file.read_text())
+        metrics = pd.read_csv(metrics_file)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    return info, metrics
+
+
+def collect(out: str | Path, runs: list[GridRun] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Merge the run folders under `out` (every shard's) into curves.csv and summary.csv; returns both.
+    Only finished runs enter the summary; curves hold every epoch written so far."""
+    out = Path(out)
+    known = {r.run_dir.name: r for r in runs or []}
+    frames, finals = [], []
+    for run_dir in sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
+        loaded = _load_run(run_dir)
+        if loaded is None:
+            continue
+        info, metrics = loaded
+        if metrics.empty:
+            continue
+        grid = known.get(run_dir.name)
+        config = _read_config(run_dir)
+        family = grid.family if grid else _family_of(info["model"])
+        depth = grid.depth if grid else int(config.get("depth") or _depth_of(info["model"]))
+        model = info["model"] if family != "mlp" else f"{info['model']}-{depth}"
+        curve = metrics.assign(model=model, family=family, residual=bool(info["residual"]), depth=depth,
+                               seed=int(info["seed"]))
+        frames.append(curve)
+        if info.get("status") == "finished":
+            finals.append(dict(model=model, family=family, residual=bool(info["residual"]), depth=depth,
+                               params=int(info["parameters"]), seed=int(info["seed"]),
+                               final_train_error=float(metrics["train_error"].iloc[-1]),
+                               final_test_error=float(metrics["test_error"].iloc[-1]),
+                               best_test_error=float(metrics["test_error"].min()),
+                               iterations=int(metrics["iteration"].iloc[-1])))
+    curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
+    curves = curves[[c for c in CURVE_COLUMNS if c in curves.columns] + [c for c in curves.columns if c not in CURVE_COLUMNS]]
+    summary = summarise(pd.DataFrame(finals))
+    write_csv_atomic(out / "curves.csv", curves)
+    write_csv_atomic(out / "summary.csv", summary)
+    return curves, summary
+
+
+def summarise(finals: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: mean and std over seeds of the final and best errors (std 0 for one seed)."""
+    if finals.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    rows = []
+    for (model, family, residual, depth), g in finals.groupby(["model", "family", "residual", "depth"], sort=False):
+        std = lambda s: float(s.std(ddof=1)) if len(s) > 1 else 0.0  # noqa: E731
+        rows.append(dict(
+            model=model, family=family, residual=residual, depth=depth, params=int(g["params"].iloc[0]),
+            seeds=len(g), final_train_error_mean=g["final_train_error"].mean(), final_train_error_std=std(g["final_train_error"]),
+            final_test_error_mean=g["final_test_error"].mean(), final_test_error_std=std(g["final_test_error"]),
+            best_test_error_mean=g["best_test_error"].mean(), best_test_error_std=std(g["best_test_error"]),
+            iterations=int(g["iterations"].max()),
+        ))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(["residual", "depth"]).reset_index(drop=True)
+
+
+def verdict(summary: pd.DataFrame) -> list[str]:
+    """Plain sentences: does the degradation show, and do the residual nets improve with depth?"""
+    lines = []
+    for residual, what in ((False, "plain"), (True, "residual")):
+        part = summary[summary["residual"] == residual].sort_values("depth")
+        if len(part) < 2:
+            continue
+        shallow, deep = part.iloc[0], part.iloc[-1]
+        a, b = 100 * shallow["final_train_error_mean"], 100 * deep["final_train_error_mean"]
+        if not residual:
+            shows = b > a
+            lines.append(
+                f"Degradation {'SHOWS' if shows else 'does NOT show'}: {deep['model']} ends with training error "
+                f"{b:.2f}% vs {a:.2f}% for {shallow['model']} (He et al. 2015 Fig. 6 left: deeper plain nets train worse)."
+            )
+        else:
+            ta, tb = 100 * shallow["final_test_error_mean"], 100 * deep["final_test_error_mean"]
+            better = tb <= ta
+            lines.append(
+                f"Residual nets {'improve' if better else 'do NOT improve'} with depth: {deep['model']} test error "
+                f"{tb:.2f}% vs {ta:.2f}% for {shallow['model']}; training error {b:.2f}% vs {a:.2f}% "
+                "(He et al. 2015 Fig. 6 right)."
+            )
+    return lines
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _family_of(model: str) -> str:
+    if model.startswith("mlp"):
+        return "mlp"
+    return "preact" if model.startswith("preresnet") else "cifar"
+
+
+def _depth_of(model: str) -> int:
+    digits = "".join(ch for ch in model if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def write_grid_info(out: Path, info: dict[str, Any]) -> None:
+    write_json_atomic(out / "grid_info.json", info)
