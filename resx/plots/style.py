@@ -107,6 +107,21 @@ def save_figure(fig: Figure, folder: str | Path, stem: str, formats: Sequence[st
         # no creation dates in the files, so redrawing the same CSVs gives the same bytes
         metadata = {"png": {"Software": None}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
         fig.savefig(buffer, format=fmt, dpi=DPI, bbox_inches="tight", pad_inches=0.02, metadata=metadata)
-        paths.append(write_bytes_atomic(Path(folder) / f"{stem}.{fmt}", buffer.getvalue()))
+        data = buffer.getvalue()
+        if fmt == "png":
+            data = _small_png(data)
+        paths.append(write_bytes_atomic(Path(folder) / f"{stem}.{fmt}", data))
     return paths
+
+
+def _small_png(data: bytes) -> bytes:
+    """The same picture with a 256-colour palette: a few times smaller for line plots, no visible change."""
+    from PIL import Image  # Pillow is a matplotlib dependency
+
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")  # figures are opaque (white face colour)
+    small = io.BytesIO()
+    rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        small, format="PNG", optimize=True, dpi=(DPI, DPI))
+    return small.getvalue() if small.tell() < len(data) else data
 
