@@ -1,0 +1,207 @@
+"""The degradation problem: He et al. 2015 ("Deep Residual Learning for Image Recognition"), Fig. 6.
+
+Reads the degradation study's `curves.csv` (one row per run x epoch) and `summary.csv` (one row per model) and draws
+
+- `degradation_curves`: Fig. 6 - training error (dashed) and test error (solid, bold) against iterations, plain nets
+  on the left, their residual twins on the right, one colour per depth (the same in both panels). In the paper the
+  deeper plain net has the HIGHER training error all through training, the deeper ResNet the LOWER.
+- `error_vs_depth`: the final training and test error of each depth, plain vs residual, mean +- std over seeds,
+  with He et al.'s Table 6 ResNet test errors (and Li et al. 2018's nets without shortcuts) as grey marks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from resx import reference
+from resx.plots import style
+from resx.plots.csvs import as_bool, read_csv
+
+CURVES_COLUMNS = ("model", "residual", "depth", "seed", "epoch", "iteration", "train_error", "test_error")
+SUMMARY_COLUMNS = (
+    "model", "residual", "depth", "final_train_error_mean", "final_train_error_std",
+    "final_test_error_mean", "final_test_error_std",
+)
+
+
+def read_curves(folder: str | Path) -> pd.DataFrame | None:
+    path = Path(folder) / "curves.csv"
+    curves = read_csv(path, CURVES_COLUMNS)
+    if curves is not None:
+        curves["residual"] = as_bool(curves["residual"], path, "residual")
+        curves["depth"] = curves["depth"].astype(int)
+    return curves
+
+
+def read_summary(folder: str | Path) -> pd.DataFrame | None:
+    path = Path(folder) / "summary.csv"
+    summary = read_csv(path, SUMMARY_COLUMNS)
+    if summary is not None:
+        summary["residual"] = as_bool(summary["residual"], path, "residual")
+        summary["depth"] = summary["depth"].astype(int)
+    return summary
+
+
+def seed_means(curves: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of each model's errors at each epoch (std is NaN with one seed)."""
+    grouped = curves.groupby(["model", "residual", "depth", "epoch"], sort=True)
+    out = grouped.agg(
+        iteration=("iteration", "mean"),
+        train_error=("train_error", "mean"),
+        train_error_std=("train_error", "std"),
+        test_error=("test_error", "mean"),
+        test_error_std=("test_error", "std"),
+        seeds=("seed", "nunique"),
+    )
+    return out.reset_index()
+
+
+def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv's columns computed from curves.csv: each run's last epoch, then mean/std over seeds per model."""
+    ordered = curves.sort_values(["model", "seed", "epoch"])
+    last = ordered.groupby(["model", "seed"], sort=False).tail(1)
+    best = ordered.groupby(["model", "seed"], sort=False)["test_error"].min().rename("best_test_error").reset_index()
+    last = last.merge(best, on=["model", "seed"])
+    summary = last.groupby(["model", "residual", "depth"], sort=False).agg(
+        seeds=("seed", "nunique"),
+        final_train_error_mean=("train_error", "mean"),
+        final_train_error_std=("train_error", "std"),
+        final_test_error_mean=("test_error", "mean"),
+        final_test_error_std=("test_error", "std"),
+        best_test_error_mean=("best_test_error", "mean"),
+    )
+    return summary.reset_index().sort_values(["residual", "depth"]).reset_index(drop=True)
+
+
+def _label(residual: bool, depth: int, model: str, several_families: bool) -> str:
+    if several_families:
+        return str(model)
+    return f"{'ResNet' if residual else 'plain'}-{depth}"
+
+
+def _iteration_label(curves: pd.DataFrame) -> str:
+    if "batch_size" in curves.columns:
+        sizes = curves["batch_size"].dropna().unique()
+        if len(sizes) == 1:
+            return f"iterations (1 iteration = one batch of {int(sizes[0])})"
+    return "iterations"
+
+
+def _thousands(value, _pos) -> str:
+    return f"{value / 1000:g}k" if value else "0"
+
+
+def _error_ceiling(means: pd.DataFrame) -> float:
+    """A y limit (in %) that shows the end of training well, as He et al. do by cutting Fig. 6 at 20%.
+
+    The first tenth of training (errors near chance) is allowed to run off the top."""
+    later = means[means["iteration"] >= 0.1 * means["iteration"].max()]
+    if later.empty:
+        later = means
+    top = 100 * float(np.nanmax(later[["train_error", "test_error"]].to_numpy()))
+    return min(100.0, max(1.0, 1.1 * top))
+
+
+def draw_curves(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
+    """He et al. 2015 Fig. 6: plain (left) vs residual (right); training error dashed, test error solid bold."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
+
+    means = seed_means(curves)
+    colors = style.depth_colors(means["depth"])
+    several_families = "family" in curves.columns and curves["family"].nunique() > 1
+    with style.rc():
+        fig, axes = style.new_figure(width=style.PAGE_WIDTH, height=2.6, ncols=2, sharey=True)
+        for ax, residual, title in zip(axes, (False, True), ("plain", "residual (ResNet)")):
+            part = means[means["residual"] == residual]
+            handles = []
+            for (model, depth), run in part.groupby(["model", "depth"], sort=False):
+                run = run.sort_values("iteration")
+                x = run["iteration"].to_numpy()
+                color = colors[int(depth)]
+                ax.plot(x, 100 * run["train_error"], color=color, linestyle="--", linewidth=0.9)
+                ax.plot(x, 100 * run["test_error"], color=color, linestyle="-", linewidth=1.8)
+                if run["seeds"].max() > 1:  # spread over seeds, light
+                    low = 100 * (run["test_error"] - run["test_error_std"].fillna(0))
+                    high = 100 * (run["test_error"] + run["test_error_std"].fillna(0))
+                    ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
+                handles.append((int(depth), Line2D([], [], color=color, linewidth=1.8,
+                                                   label=_label(residual, int(depth), model, several_families))))
+            handles = [h for _, h in sorted(handles, key=lambda item: item[0], reverse=True)]  # deepest first
+            handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=0.9, label="training error"),
+                        Line2D([], [], color="0.3", linestyle="-", linewidth=1.8, label="test error")]
+            ax.legend(handles=handles, loc="upper right", ncol=1, handlelength=2.2)
+            ax.set_title(title)
+            ax.set_xlabel(_iteration_label(curves))
+            if means["iteration"].max() >= 10_000:
+                ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
+            ax.set_xlim(left=0)
+            if part.empty:
+                ax.text(0.5, 0.5, f"no {title} runs", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        axes[0].set_ylabel("error (%)")
+        axes[0].set_ylim(0, _error_ceiling(means))
+        return style.save_figure(fig, folder, "degradation_curves", formats)
+
+
+def draw_error_vs_depth(summary: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
+    """Final training (left) and test (right) error against depth, plain vs residual, mean +- std over seeds.
+
+    The degradation problem (He et al. 2015, Sec. 4.2) is the plain line rising in the LEFT panel: deeper plain nets
+    fit their training set worse. Grey marks: He et al. Table 6 (ResNet) and Li et al. 2018 (no shortcuts)."""
+    depths = sorted(summary["depth"].unique())
+    lo, hi = min(depths), max(depths)
+    with style.rc():
+        fig, axes = style.new_figure(width=style.PAGE_WIDTH * 0.75, height=2.5, ncols=2)
+        for ax, which, title in zip(axes, ("train", "test"), ("final training error", "final test error")):
+            for residual in (False, True):
+                part = summary[summary["residual"] == residual].sort_values("depth")
+                if part.empty:
+                    continue
+                ax.errorbar(
+                    part["depth"], 100 * part[f"final_{which}_error_mean"],
+                    yerr=100 * part[f"final_{which}_error_std"].fillna(0),
+                    color=style.variant_color(residual), marker="o", capsize=2, linewidth=1.2,
+                    label="residual (ResNet)" if residual else "plain",
+                )
+            if which == "test":
+                he = {d: e for d, e in reference.HE_TABLE6_TEST_ERROR.items() if lo <= d <= hi}
+                if he:
+                    ax.plot(list(he), [100 * e for e in he.values()], linestyle="none", marker="x",
+                            color=style.REFERENCE_COLOR, label="He et al. 2015, Table 6 (ResNet)")
+                li = {d: e["plain"] for d, e in reference.LI_TEST_ERROR.items() if lo <= d <= hi}
+                if li:
+                    ax.plot(list(li), [100 * e for e in li.values()], linestyle="none", marker="+", markersize=5,
+                            color=style.REFERENCE_COLOR, label="Li et al. 2018 (no shortcuts)")
+            ax.set_title(title)
+            ax.set_xlabel("depth (weighted layers)")
+            ax.set_xticks(depths)
+            ax.set_ylim(bottom=0)
+        axes[0].set_ylabel("error (%)")
+        handles, labels = axes[1].get_legend_handles_labels()  # the test panel has every series
+        order = sorted(range(len(labels)), key=lambda i: ("et al." in labels[i], i))  # resx first, papers after
+        fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside lower center", ncol=4)
+        return style.save_figure(fig, folder, "error_vs_depth", formats)
+
+
+def plot_degradation(folder: str | Path, formats=("png", "pdf"), out: str | Path | None = None) -> list[Path]:
+    """Draw He et al. 2015 Fig. 6 (`degradation_curves`) and `error_vs_depth` from a degradation study folder.
+
+    Reads `curves.csv` (and `summary.csv` when there is no curves.csv), writes into `out` or `folder`, skips a
+    figure whose CSV is absent, and returns the paths written."""
+    formats = style.check_formats(formats)
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder
+    written: list[Path] = []
+    curves = read_curves(folder)
+    if curves is not None:
+        written += draw_curves(curves, out, formats)
+        written += draw_error_vs_depth(summarize_curves(curves), out, formats)
+    else:
+        summary = read_summary(folder)
+        if summary is not None:
+            written += draw_error_vs_depth(summary, out, formats)
+    return written

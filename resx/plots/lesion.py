@@ -1,0 +1,186 @@
+"""Lesion studies: Veit, Wilber, Belongie 2016 ("Residual Networks Behave Like Ensembles of Relatively Shallow
+Networks"), Figs. 3 and 5.
+
+- `lesion_single`   (Fig. 3): test error when each single block is deleted at test time (the block becomes its
+  shortcut). One series per run; downsampling blocks drawn as open squares; each run's unlesioned error as a dashed
+  line. In the paper only the downsampling blocks (and the first) matter for a ResNet; a plain net drops to chance.
+- `lesion_delete_k` (Fig. 5a): mean test error (+- std band over random draws) against the number k of deleted
+  blocks; the error grows smoothly with k. Veit et al.'s means are the grey crosses.
+- `lesion_swap`     (Fig. 5b): test error against Kendall's tau of the block order after random swaps of same-shape
+  blocks (each draw a dot, binned means as a line); tau runs from 1 (original order) down, left to right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from resx import reference
+from resx.plots import style
+from resx.plots.csvs import as_bool, read_csv
+
+SINGLE_COLUMNS = ("run", "block", "downsampling", "test_error", "baseline_error")
+DELETE_K_COLUMNS = ("run", "k", "test_error")
+SWAP_COLUMNS = ("run", "kendall_tau", "test_error")
+
+
+def read_single(folder: str | Path) -> pd.DataFrame | None:
+    path = Path(folder) / "lesion_single.csv"
+    frame = read_csv(path, SINGLE_COLUMNS)
+    if frame is not None:
+        frame["downsampling"] = as_bool(frame["downsampling"], path, "downsampling")
+        frame["run"] = frame["run"].astype(str)
+    return frame
+
+
+def read_delete_k(folder: str | Path) -> pd.DataFrame | None:
+    frame = read_csv(Path(folder) / "lesion_delete_k.csv", DELETE_K_COLUMNS)
+    if frame is not None:
+        frame["run"] = frame["run"].astype(str)
+    return frame
+
+
+def read_swap(folder: str | Path) -> pd.DataFrame | None:
+    frame = read_csv(Path(folder) / "lesion_swap.csv", SWAP_COLUMNS)
+    if frame is not None:
+        frame["run"] = frame["run"].astype(str)
+    return frame
+
+
+def delete_k_means(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std of the test error over draws, per run and k."""
+    out = frame.groupby(["run", "k"], sort=False)["test_error"].agg(["mean", "std", "count"]).reset_index()
+    return out.sort_values(["run", "k"]).reset_index(drop=True)
+
+
+def swap_means(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean test error per run and number of swaps (None when the CSV has no `swaps` column)."""
+    if "swaps" not in frame.columns:
+        return None
+    out = frame.groupby(["run", "swaps"], sort=False).agg(
+        mean=("test_error", "mean"), std=("test_error", "std"), kendall_tau=("kendall_tau", "mean"),
+        count=("test_error", "size"))
+    return out.reset_index().sort_values(["run", "swaps"]).reset_index(drop=True)
+
+
+def _runs(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame["run"]))  # in file order
+
+
+def draw_single(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
+    """Veit et al. 2016 Fig. 3: test error after deleting each single block, per run."""
+    from matplotlib.lines import Line2D
+
+    runs = _runs(frame)
+    colors = style.run_colors(runs)
+    with style.rc():
+        fig, ax = style.new_figure(width=style.PAGE_WIDTH * 0.6, height=2.4)
+        for run in runs:
+            part = frame[frame["run"] == run].sort_values("block")
+            color = colors[run]
+            ax.plot(part["block"], 100 * part["test_error"], color=color, marker="o", markersize=2.5,
+                    linewidth=0.8, label=run)
+            down = part[part["downsampling"]]
+            ax.plot(down["block"], 100 * down["test_error"], linestyle="none", marker="s", markersize=6,
+                    markerfacecolor="none", markeredgecolor=color, markeredgewidth=1.0)
+            ax.axhline(100 * part["baseline_error"].mean(), color=color, linestyle="--", linewidth=0.8)
+        handles, _ = ax.get_legend_handles_labels()
+        handles += [
+            Line2D([], [], linestyle="none", marker="s", markersize=6, markerfacecolor="none",
+                   markeredgecolor="0.3", label="downsampling block"),
+            Line2D([], [], color="0.3", linestyle="--", linewidth=0.8, label="no block deleted"),
+        ]
+        ax.legend(handles=handles, loc="best")
+        ax.set_xlabel("deleted block (index)")
+        ax.set_ylabel("test error (%)")
+        ax.set_ylim(bottom=0)
+        ax.set_title("test error when one block is deleted")
+        return style.save_figure(fig, folder, "lesion_single", formats)
+
+
+def draw_delete_k(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
+    """Veit et al. 2016 Fig. 5a: error against the number of randomly deleted blocks, mean +- std over draws."""
+    from matplotlib.ticker import MaxNLocator
+
+    means = delete_k_means(frame)
+    runs = _runs(frame)
+    colors = style.run_colors(runs)
+    with style.rc():
+        fig, ax = style.new_figure(width=style.COLUMN_WIDTH, height=2.4)
+        for run in runs:
+            part = means[means["run"] == run]
+            std = part["std"].fillna(0)
+            ax.plot(part["k"], 100 * part["mean"], color=colors[run], marker="o", markersize=2.5, label=run)
+            ax.fill_between(part["k"], 100 * (part["mean"] - std), 100 * (part["mean"] + std), color=colors[run],
+                            alpha=0.18, linewidth=0)
+        # the paper's means only where resx measured too (its net has 54 blocks; ours may have 9)
+        veit = {k: e for k, e in reference.VEIT_DELETE_K_ERROR.items() if k <= means["k"].max()}
+        if veit:
+            ax.plot(list(veit), [100 * e for e in veit.values()], linestyle="none", marker="x",
+                    color=style.REFERENCE_COLOR, label="Veit et al. 2016 (ResNet-110)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("number of deleted blocks k")
+        ax.set_ylabel("test error (%)")
+        ax.set_ylim(0, 100)
+        ax.set_xlim(left=0)
+        ax.set_title("deleting k random blocks")
+        ax.legend(loc="upper left")
+        return style.save_figure(fig, folder, "lesion_delete_k", formats)
+
+
+def binned_means(tau: np.ndarray, error: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Mean error in equal-width bins of Kendall's tau (empty bins dropped): the line of Fig. 5b."""
+    tau = np.asarray(tau, dtype=float)
+    error = np.asarray(error, dtype=float)
+    lo, hi = float(np.min(tau)), float(np.max(tau))
+    if hi - lo < 1e-12:
+        return np.array([lo]), np.array([float(np.mean(error))])
+    edges = np.linspace(lo, hi, bins + 1)
+    which = np.clip(np.digitize(tau, edges) - 1, 0, bins - 1)
+    centres, means = [], []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            centres.append(float(np.mean(tau[mask])))
+            means.append(float(np.mean(error[mask])))
+    return np.array(centres), np.array(means)
+
+
+def draw_swap(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
+    """Veit et al. 2016 Fig. 5b: error against Kendall's tau after swapping random pairs of same-shape blocks."""
+    runs = _runs(frame)
+    colors = style.run_colors(runs)
+    with style.rc():
+        fig, ax = style.new_figure(width=style.COLUMN_WIDTH, height=2.4)
+        for run in runs:
+            part = frame[frame["run"] == run]
+            ax.scatter(part["kendall_tau"], 100 * part["test_error"], s=6, color=colors[run], alpha=0.5,
+                       linewidths=0, rasterized=True)
+            centres, means = binned_means(part["kendall_tau"].to_numpy(), part["test_error"].to_numpy())
+            ax.plot(centres, 100 * means, color=colors[run], linewidth=1.4, label=f"{run} (binned mean)")
+        ax.set_xlabel("Kendall's tau of the block order")
+        ax.set_ylabel("test error (%)")
+        ax.set_ylim(0, 100)
+        ax.invert_xaxis()  # tau = 1 is the original order: more shuffling to the right, as in Fig. 5b
+        ax.set_title("reordering blocks")
+        ax.legend(loc="upper left")
+        return style.save_figure(fig, folder, "lesion_swap", formats)
+
+
+def plot_lesion(folder: str | Path, formats=("png", "pdf"), out: str | Path | None = None) -> list[Path]:
+    """Draw Veit et al. 2016 Figs. 3, 5a and 5b from a lesion study folder.
+
+    Reads `lesion_single.csv`, `lesion_delete_k.csv` and `lesion_swap.csv`; a figure whose CSV is absent is skipped.
+    Writes into `out` or `folder` and returns the paths written."""
+    formats = style.check_formats(formats)
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder
+    written: list[Path] = []
+    for read, draw in ((read_single, draw_single), (read_delete_k, draw_delete_k), (read_swap, draw_swap)):
+        frame = read(folder)
+        if frame is not None:
+            written += draw(frame, out, formats)
+    return written

@@ -1,0 +1,540 @@
+"""REPORT.md: what resx measured, beside what the papers published, with the figures.
+
+`write_report(results_dir)` reads only files on disk (the studies' CSVs, run_info.json / provenance.json /
+config.yaml / stages.json) and the papers' numbers in `resx.reference`, so it runs anywhere without torch and can
+be rerun after any study finishes. Sections for studies that have not run are left out.
+
+Sources of the comparisons: He et al. 2015 Table 6 and Fig. 6 (degradation), Li et al. 2018 (nets without
+shortcuts), Veit et al. 2016 Figs. 3, 5 and 6 (lesions, paths).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import resx
+from resx import reference
+from resx.atomic import write_text_atomic
+from resx.errors import ResxError
+from resx.plots import bench as bench_plots
+from resx.plots import degradation as degradation_plots
+from resx.plots import lesion as lesion_plots
+from resx.plots import paths as paths_plots
+from resx.plots.discover import LOOKED_FOR, find_studies
+from resx.plots.paths import distribution_centre, effective_window
+
+__all__ = ["effective_window", "markdown_table", "write_report"]
+
+PROVENANCE_FILES = ("run_info.json", "provenance.json", "config.yaml")
+# shown first, in this order; everything else found goes into a collapsed list
+PROVENANCE_KEYS = (
+    "machine", "host", "gpu", "device_name", "device", "dataset", "profile", "seeds", "seed", "model", "precision",
+    "cuda_graph", "batch_size", "epochs", "iterations", "total_iterations", "resx_version", "git_commit", "python",
+    "torch", "cuda", "cudnn",
+)
+DASH = "—"
+
+
+# --- small helpers ------------------------------------------------------------------------------------------------
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
+    """A GitHub-flavoured markdown table (no tabulate needed). `align`: one of l/r/c per column (default: l)."""
+    def cell(value: Any) -> str:
+        text = DASH if value is None or (isinstance(value, float) and value != value) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    rows = [[cell(v) for v in row] for row in rows]
+    align = align or "l" * len(headers)
+    rule = {"l": "---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
+             "| " + " | ".join(rule[a] for a in align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    """A fraction as percent ('6.97'); a dash when missing."""
+    if value is None or pd.isna(value):
+        return DASH
+    return f"{100 * float(value):.{digits}f}"
+
+
+def pct_pm(mean: Any, std: Any) -> str:
+    if mean is None or pd.isna(mean):
+        return DASH
+    if std is None or pd.isna(std):
+        return pct(mean)
+    return f"{pct(mean)} ± {pct(std)}"
+
+
+def duration(seconds: Any) -> str:
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        return str(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    h, rest = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _link(path: Path, report_dir: Path) -> str:
+    return Path(os.path.relpath(path, report_dir)).as_posix()
+
+
+def _figures(folder: Path, stems: Sequence[str], report_dir: Path, captions: dict[str, str]) -> list[str]:
+    lines = []
+    for stem in stems:
+        png = folder / f"{stem}.png"
+        if png.is_file():
+            lines += [f"![{captions.get(stem, stem)}]({_link(png, report_dir)})", ""]
+            pdf = folder / f"{stem}.pdf"
+            if pdf.is_file():
+                lines[-2] += f"  \n*{captions.get(stem, stem)}* ([pdf]({_link(pdf, report_dir)}))"
+    return lines
+
+
+def _heading(folder: Path, results_dir: Path, title: str, several: bool) -> str:
+    if several:
+        return f"## {title}: `{_link(folder, results_dir) or '.'}`"
+    return f"## {title}"
+
+
+# --- provenance ---------------------------------------------------------------------------------------------------
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; short lists of scalars become "x, y"."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(obj, (list, tuple)):
+        if all(not isinstance(v, (dict, list, tuple)) for v in obj):
+            return {prefix: ", ".join(map(str, obj))}
+        return {prefix: json.dumps(obj, default=str)[:120]}
+    return {prefix: obj}
+
+
+def _read_provenance_file(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception:  # OSError, JSON or YAML errors: lenient, a broken file is listed, not fatal
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def collect_provenance(results_dir: Path) -> tuple[dict[str, list[str]], list[Path], list[Path]]:
+    """{key: distinct values} over every provenance file under results_dir, the files read and the unreadable."""
+    values: dict[str, list[str]] = {}
+    read, broken = [], []
+    for root, dirs, files in os.walk(results_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name not in PROVENANCE_FILES:
+                continue
+            path = Path(root) / name
+            data = _read_provenance_file(path)
+            if data is None:
+                broken.append(path)
+                continue
+            read.append(path)
+            for key, value in _flatten(data).items():
+                if not key:
+                    continue
+                text = str(value)
+                seen = values.setdefault(key, [])
+                if text not in seen:
+                    seen.append(text)
+    return values, read, broken
+
+
+def _summarise_values(values: list[str], limit: int = 6) -> str:
+    try:
+        values = sorted(values, key=float)
+    except ValueError:
+        pass
+    if len(values) <= limit:
+        return ", ".join(values)
+    return f"{len(values)} values: {', '.join(values[:limit])}, …"
+
+
+def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[list[str], bool]:
+    """The provenance section, and whether the dataset looks like the JPEG ImageFolder copy of CIFAR-10."""
+    lines = ["## Provenance", ""]
+    meta = dict(meta or {})
+    meta.setdefault("resx_version", resx.__version__)
+    found, read, broken = collect_provenance(results_dir)
+    rows = [(key, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+            for key, v in meta.items() if v is not None and key != "stages"]
+    lines += [markdown_table(["what", "value"], rows), ""]
+
+    stages = dict(meta.get("stages") or {})
+    stages_file = results_dir / "stages.json"
+    if stages_file.is_file():
+        data = _read_provenance_file(stages_file)
+        if data is None:
+            lines += ["`stages.json` could not be read.", ""]
+        else:
+            stages.update(data)
+    if stages:
+        extra_keys = sorted({k for info in stages.values() if isinstance(info, dict) for k in info} - {"seconds"})
+        stage_rows = []
+        for name, info in stages.items():
+            info = info if isinstance(info, dict) else {"seconds": info}
+            stage_rows.append([name, duration(info.get("seconds")) if "seconds" in info else DASH,
+                               *[info.get(k, DASH) for k in extra_keys]])
+        total = sum(float(i["seconds"]) for i in stages.values() if isinstance(i, dict) and _is_number(i.get("seconds")))
+        lines += ["Wall time per stage:", "", markdown_table(["stage", "wall time", *extra_keys], stage_rows), ""]
+        if total:
+            lines += [f"Total: {duration(total)}.", ""]
+
+    if read:
+        priority = [k for k in PROVENANCE_KEYS if k in found]
+        rest = [k for k in found if k not in priority]
+        lines += [f"From {len(read)} provenance file(s) ({', '.join(sorted({p.name for p in read}))}) under the "
+                  f"results folder; distinct values over all runs:", ""]
+        if priority:
+            lines += [markdown_table(["key", "value(s)"], [(k, _summarise_values(found[k])) for k in priority]), ""]
+        if rest:
+            lines += ["<details><summary>all other keys</summary>", "",
+                      markdown_table(["key", "value(s)"], [(k, _summarise_values(found[k], 4)) for k in rest]),
+                      "", "</details>", ""]
+    else:
+        lines += ["No run_info.json, provenance.json or config.yaml found under the results folder.", ""]
+    if broken:
+        lines += ["Unreadable: " + ", ".join(f"`{_link(p, results_dir)}`" for p in broken), ""]
+
+    texts = [str(v) for vs in found.values() for v in vs] + [str(v) for v in meta.values()]
+    jpeg = any("imagefolder" in t.lower() or "jpeg" in t.lower() for t in texts)
+    if jpeg:
+        lines += ["> **Dataset note.** The provenance mentions an ImageFolder / JPEG dataset: most likely the JPEG "
+                  "(quality 75) copy of CIFAR-10 (REFERENCE.md §7). JPEG loss makes every error a few points higher "
+                  "than the papers' numbers on the original images; the orderings (plain-56 worse than plain-20, "
+                  "ResNet-56 better than ResNet-20) should still show.", ""]
+    return lines, jpeg
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+# --- degradation --------------------------------------------------------------------------------------------------
+def degradation_verdicts(summary: pd.DataFrame) -> list[str]:
+    """Does the degradation show (He et al. 2015 Fig. 6 left), and does depth help the residual nets (right)?"""
+    lines = []
+
+    def compare(part: pd.DataFrame, which: str) -> tuple[pd.Series, pd.Series, float, float]:
+        part = part.sort_values("depth")
+        shallow, deep = part.iloc[0], part.iloc[-1]
+        diff = float(deep[f"final_{which}_error_mean"] - shallow[f"final_{which}_error_mean"])
+        spread = float(pd.Series([shallow[f"final_{which}_error_std"], deep[f"final_{which}_error_std"]])
+                       .fillna(0).pow(2).sum() ** 0.5)
+        return shallow, deep, diff, spread
+
+    def within(diff: float, spread: float) -> str:
+        if spread > 0 and abs(diff) <= spread:
+            return f" — but the difference ({100 * abs(diff):.2f} points) is within the seeds' spread ({100 * spread:.2f})"
+        return ""
+
+    plain = summary[~summary["residual"]]
+    if plain["depth"].nunique() >= 2:
+        shallow, deep, diff, spread = compare(plain, "train")
+        shows = diff > 0
+        lines.append(
+            f"- **Degradation (He et al. Fig. 6, left): {'shows' if shows else 'does not show'}.** The deepest plain net "
+            f"({deep['model']}, depth {deep['depth']}) ends at {pct(deep['final_train_error_mean'])}% training error, "
+            f"the shallowest ({shallow['model']}, depth {shallow['depth']}) at {pct(shallow['final_train_error_mean'])}%"
+            + (within(diff, spread) if shows else "") + ".")
+    else:
+        lines.append("- Degradation: needs plain nets of at least two depths.")
+    residual = summary[summary["residual"]]
+    if residual["depth"].nunique() >= 2:
+        shallow, deep, diff, spread = compare(residual, "test")
+        _, _, train_diff, _ = compare(residual, "train")
+        better = diff < 0
+        lines.append(
+            f"- **Residual nets {'improve' if better else 'do not improve'} with depth (He et al. Fig. 6, right; "
+            f"Table 6).** {deep['model']} ends at {pct(deep['final_test_error_mean'])}% test error, "
+            f"{shallow['model']} at {pct(shallow['final_test_error_mean'])}%"
+            + (within(diff, spread) if better else "")
+            + f"; training error {'falls' if train_diff < 0 else 'rises'} with depth "
+            f"({pct(shallow['final_train_error_mean'])}% → {pct(deep['final_train_error_mean'])}%).")
+    else:
+        lines.append("- Residual vs depth: needs residual nets of at least two depths.")
+    seeds = summary["seeds"] if "seeds" in summary.columns else None
+    if seeds is not None and (seeds.fillna(1) <= 1).any():
+        lines.append("- Some models have a single seed: no spread over seeds to judge a difference against "
+                     "(the public reproduction saw ±0.5 points between runs of ResNet-56).")
+    return lines
+
+
+def degradation_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    curves = degradation_plots.read_curves(folder)
+    summary = degradation_plots.read_summary(folder)
+    if summary is None and curves is not None:
+        summary = degradation_plots.summarize_curves(curves)
+    if summary is None:
+        return []
+    summary = summary.sort_values(["residual", "depth"]).reset_index(drop=True)
+    lines = [_heading(folder, results_dir, "Degradation: plain vs residual (He et al. 2015)", several), ""]
+    if curves is not None:
+        runs = curves.groupby(["model", "seed"]).ngroups
+        epochs = int(curves["epoch"].max())
+        its = int(curves["iteration"].max())
+        lines += [f"{runs} runs, up to {epochs} epochs ({its:,} iterations; the paper trains 64,000). "
+                  "Errors in %, final = last epoch, mean ± std over seeds.", ""]
+    rows = []
+    for _, r in summary.iterrows():
+        depth = int(r["depth"])
+        he = reference.HE_TABLE6_TEST_ERROR.get(depth) if r["residual"] else None
+        li = reference.LI_TEST_ERROR.get(depth, {}).get("residual" if r["residual"] else "plain")
+        params = r.get("params")
+        rows.append([
+            r["model"], "residual" if r["residual"] else "plain", depth,
+            f"{float(params) / 1e6:.2f}M" if params is not None and _is_number(params) and not pd.isna(params) else DASH,
+            int(r["seeds"]) if "seeds" in r and not pd.isna(r["seeds"]) else DASH,
+            pct_pm(r["final_train_error_mean"], r["final_train_error_std"]),
+            pct_pm(r["final_test_error_mean"], r["final_test_error_std"]),
+            pct(r.get("best_test_error_mean")),
+            pct(he), pct(li),
+        ])
+    lines += [markdown_table(
+        ["model", "shortcut", "depth", "params", "seeds", "final train error", "final test error", "best test error",
+         "He et al. Table 6", "Li et al. 2018"], rows, align="llrrrrrrrr"), ""]
+    lines += ["He et al. Table 6 lists ResNets only (option A shortcuts, 64k iterations); Li et al. 2018 trained the "
+              "same nets with and without shortcuts. ResNet parameters in the paper: "
+              + ", ".join(f"{d}: {p}M" for d, p in reference.HE_PARAMS_MILLIONS.items()) + ".", ""]
+    lines += degradation_verdicts(summary) + [""]
+    lines += _figures(folder, ["degradation_curves", "error_vs_depth"], report_dir, {
+        "degradation_curves": "Training (dashed) and test (bold) error against iterations; cf. He et al. 2015 Fig. 6",
+        "error_vs_depth": "Final error against depth, mean ± std over seeds",
+    })
+    return lines
+
+
+# --- lesion -------------------------------------------------------------------------------------------------------
+def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    single = lesion_plots.read_single(folder)
+    delete_k = lesion_plots.read_delete_k(folder)
+    swap = lesion_plots.read_swap(folder)
+    if single is None and delete_k is None and swap is None:
+        return []
+    lines = [_heading(folder, results_dir, "Lesion study (Veit et al. 2016)", several), ""]
+    if single is not None:
+        rows = []
+        for run, part in single.groupby("run", sort=False):
+            top = part.loc[part["test_error"].idxmax()]
+            down = part[part["downsampling"]].sort_values("block")
+            rows.append([
+                run, pct(part["baseline_error"].mean()),
+                f"{pct(part['test_error'].min())} to {pct(part['test_error'].max())}",
+                f"{int(top['block'])} ({pct(top['test_error'])})",
+                ", ".join(f"{int(b)}: {pct(e)}" for b, e in zip(down["block"], down["test_error"])) or DASH,
+                f"{pct(part.loc[~part['downsampling'], 'test_error'].median())}",
+            ])
+        lo, hi = reference.VEIT_SINGLE_TYPICAL_RANGE
+        rows.append([
+            "Veit et al. (pre-ResNet-110)", pct(reference.VEIT_BASELINE_ERROR),
+            f"mostly {pct(lo, 1)} to {pct(hi, 1)}", f"1 ({pct(reference.VEIT_SINGLE_LARGEST[1], 0)})",
+            ", ".join(f"{b}: {pct(reference.VEIT_SINGLE_LARGEST[b], 1)}" for b in reference.VEIT_DOWNSAMPLING_BLOCKS),
+            DASH,
+        ])
+        lines += ["**Deleting one block** (Fig. 3), test error %:", "",
+                  markdown_table(["run", "no deletion", "single deletions", "worst block",
+                                  "downsampling blocks", "median, other blocks"], rows), "",
+                  "Veit et al. number blocks from 1; a plain net without shortcuts drops to chance "
+                  f"(about {pct(reference.VEIT_PLAIN_SINGLE_DELETION_ERROR, 0)}% error) when any layer is removed.", ""]
+    if delete_k is not None:
+        means = lesion_plots.delete_k_means(delete_k)
+        runs = list(dict.fromkeys(means["run"]))
+        rows = []
+        for k, veit in reference.VEIT_DELETE_K_ERROR.items():
+            row = [k]
+            for run in runs:
+                hit = means[(means["run"] == run) & (means["k"] == k)]
+                row.append(pct_pm(hit["mean"].iloc[0], hit["std"].iloc[0]) if len(hit) else DASH)
+            rows.append(row + [pct(veit, 1)])
+        lines += ["**Deleting k random blocks** (Fig. 5a), mean ± std test error % over draws:", "",
+                  markdown_table(["k", *runs, "Veit et al."], rows, align="r" * (len(runs) + 2)), ""]
+        if len(means):
+            kmax = int(means["k"].max())
+            lines += [f"resx deleted up to k = {kmax} blocks.", ""]
+    if swap is not None:
+        means = lesion_plots.swap_means(swap)
+        if means is not None:
+            runs = list(dict.fromkeys(means["run"]))
+            rows = []
+            for swaps, veit in reference.VEIT_SWAP_ERROR.items():
+                row = [swaps]
+                for run in runs:
+                    hit = means[(means["run"] == run) & (means["swaps"] == swaps)]
+                    row.append(f"{pct_pm(hit['mean'].iloc[0], hit['std'].iloc[0])} (τ {hit['kendall_tau'].iloc[0]:.2f})"
+                               if len(hit) else DASH)
+                rows.append(row + [pct(veit, 1)])
+            lines += ["**Reordering blocks** (Fig. 5b), mean test error % after random swaps (mean Kendall τ):", "",
+                      markdown_table(["swaps", *runs, "Veit et al."], rows, align="r" * (len(runs) + 2)), ""]
+        else:
+            lines += ["lesion_swap.csv has no `swaps` column: see the figure for error against Kendall's tau.", ""]
+    lines += _figures(folder, ["lesion_single", "lesion_delete_k", "lesion_swap"], report_dir, {
+        "lesion_single": "Test error when one block is deleted; cf. Veit et al. 2016 Fig. 3",
+        "lesion_delete_k": "Test error against the number of deleted blocks; cf. Veit et al. 2016 Fig. 5a",
+        "lesion_swap": "Test error against Kendall's tau after swapping blocks; cf. Veit et al. 2016 Fig. 5b",
+    })
+    return lines
+
+
+# --- paths --------------------------------------------------------------------------------------------------------
+def block_gradient_ratios(blocks: pd.DataFrame) -> pd.DataFrame:
+    """Per run and state (init/trained): gradient norm at the first and last block and their ratio."""
+    rows = []
+    for (run, residual, trained), part in blocks.groupby(["run", "residual", "trained"], sort=False):
+        part = part.sort_values("block")
+        first, last = float(part["grad_norm"].iloc[0]), float(part["grad_norm"].iloc[-1])
+        rows.append({"run": run, "residual": bool(residual), "trained": bool(trained), "first": first, "last": last,
+                     "ratio": first / last if last else float("nan")})
+    return pd.DataFrame(rows).sort_values(["trained", "residual", "run"]).reset_index(drop=True)
+
+
+def paths_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    distribution = paths_plots.read_distribution(folder)
+    total = paths_plots.read_total(folder)
+    gradients = paths_plots.read_gradients(folder)
+    blocks = paths_plots.read_block_gradients(folder)
+    if all(frame is None for frame in (distribution, total, gradients, blocks)):
+        return []
+    lines = [_heading(folder, results_dir, "Paths and gradients (Veit et al. 2016)", several), ""]
+    veit_lo, veit_hi = reference.VEIT_EFFECTIVE_WINDOW
+    n_veit = reference.VEIT_BLOCKS
+    rows = []
+    n = None
+    if distribution is not None:
+        n = int(distribution["k"].max())
+        centre = distribution_centre(distribution["k"], distribution["fraction"])
+        rows.append(["blocks n", n, n_veit])
+        rows.append(["centre of the path-length distribution", f"{centre:.1f}", reference.VEIT_PATH_LENGTH_CENTRE])
+    if total is not None:
+        lo, hi, captured = effective_window(total["k"], total["total"])
+        n = n if n is not None else int(total["k"].max())
+        rows.append(["effective window: shortest k range holding 90% of the total gradient",
+                     f"{lo} to {hi} ({100 * captured:.1f}% of the gradient)", f"{veit_lo} to {veit_hi}"])
+        rows.append(["the window as a share of n", f"{lo / n:.2f} to {hi / n:.2f}" if n else DASH,
+                     f"{veit_lo / n_veit:.2f} to {veit_hi / n_veit:.2f}"])
+        peak = int(total.loc[total["total"].idxmax(), "k"])
+        rows.append(["path length with the most total gradient", peak, DASH])
+        if distribution is not None:
+            inside = distribution[(distribution["k"] >= lo) & (distribution["k"] <= hi)]["fraction"].sum()
+            rows.append(["share of all paths inside the window", f"{100 * inside:.2f}%",
+                         f"{100 * reference.VEIT_WINDOW_PATH_FRACTION:.2f}%"])
+    if gradients is not None and len(gradients) >= 2:
+        g = gradients.sort_values("k")
+        g = g[g["grad_norm_mean"] > 0]
+        if len(g) >= 2:
+            import numpy as np
+
+            slope = np.polyfit(g["k"].astype(float), np.log(g["grad_norm_mean"].astype(float)), 1)[0]
+            rows.append(["gradient per path: factor per extra block (log-linear fit)", f"{np.exp(slope):.3f}",
+                         "falls exponentially"])
+    if rows:
+        lines += [markdown_table(["", "resx", f"Veit et al. (n = {n_veit})"], rows), ""]
+    if blocks is not None:
+        ratios = block_gradient_ratios(blocks)
+        table = [[r["run"], "residual" if r["residual"] else "plain", "trained" if r["trained"] else "init",
+                  f"{r['first']:.3g}", f"{r['last']:.3g}", f"{r['ratio']:.3g}"] for _, r in ratios.iterrows()]
+        lines += ["**Gradient norm per block**, first block (input side) against last:", "",
+                  markdown_table(["run", "shortcut", "state", "first block", "last block", "first / last"], table,
+                                 align="lllrrr"), ""]
+        init = ratios[~ratios["trained"]]
+        plain, res = init[~init["residual"]], init[init["residual"]]
+        if len(plain) and len(res):
+            lines += [f"At initialisation the first/last ratio is {plain['ratio'].median():.3g} without shortcuts and "
+                      f"{res['ratio'].median():.3g} with them: "
+                      + ("the plain net's gradient shrinks towards the input, the residual net's much less."
+                         if plain["ratio"].median() < res["ratio"].median()
+                         else "here the plain net does NOT lose more gradient towards the input."), ""]
+    lines += _figures(folder, ["paths", "block_gradients"], report_dir, {
+        "paths": "Path lengths, gradient per path length and total gradient per length; cf. Veit et al. 2016 Fig. 6",
+        "block_gradients": "Gradient norm reaching each block: plain vs residual, at init (dashed) and trained",
+    })
+    return lines
+
+
+# --- bench --------------------------------------------------------------------------------------------------------
+def bench_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    frame = bench_plots.read_bench(folder)
+    if frame is None:
+        return []
+    lines = [_heading(folder, results_dir, "Training speed", several), ""]
+    has_memory = "peak_memory_mb" in frame.columns
+    agg = frame.groupby(["model", "method", "batch_size"], sort=False).agg(
+        images_per_second=("images_per_second", "mean"),
+        **({"peak_memory_mb": ("peak_memory_mb", "max")} if has_memory else {}))
+    rows = [[m, method, int(b), f"{r['images_per_second']:,.0f}",
+             f"{r['peak_memory_mb']:,.0f}" if has_memory and not pd.isna(r["peak_memory_mb"]) else DASH]
+            for (m, method, b), r in agg.iterrows()]
+    lines += [markdown_table(["model", "method", "batch", "images/s", "peak memory (MB)"], rows, align="llrrr"), ""]
+    ref_rows = [[model, *[v for v in methods.values()]]
+                for model, methods in reference.BENCH_H100_IMAGES_PER_SECOND.items()]
+    lines += ["For comparison, REFERENCE.md §6 (one H100, batch 128, images/s):", "",
+              markdown_table(["model", *reference.BENCH_H100_METHODS.values()], ref_rows, align="lrrrr"), ""]
+    lines += _figures(folder, ["bench"], report_dir, {"bench": "Training throughput per model and method"})
+    return lines
+
+
+# --- the report ---------------------------------------------------------------------------------------------------
+SECTIONS = {"degradation": degradation_section, "lesion": lesion_section, "paths": paths_section,
+            "bench": bench_section}
+
+
+def write_report(results_dir: str | Path, out: str | Path | None = None, meta: dict[str, Any] | None = None) -> Path:
+    """Write REPORT.md (default `results_dir/REPORT.md`) and return its path.
+
+    Sections: provenance (from `meta`, stages.json and every run_info.json / provenance.json / config.yaml found),
+    then one per study found under `results_dir`: degradation (summary table beside He et al. Table 6 and Li et
+    al. 2018; does the degradation show; do ResNets improve with depth), lesion (single, delete-k and swap errors
+    beside Veit et al.), paths (the 90% effective window and the distribution's centre beside Veit et al.; the
+    first/last block gradient ratio of plain vs residual nets), bench. Figures already drawn (see
+    `resx.plots.plot_results`) are linked with paths relative to the report.
+
+    `meta` may hold machine, gpu, dataset, profile, seeds, git_commit, wall time ('stages': {name: {'seconds': s}})
+    or anything else worth a line."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ResxError(f"no such folder: {results_dir}")
+    out = Path(out) if out is not None else results_dir / "REPORT.md"
+    if out.is_dir():
+        out = out / "REPORT.md"
+    report_dir = out.parent
+    studies = find_studies(results_dir)
+
+    lines = ["# resx: residual networks, reproduced", "",
+             f"Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by resx "
+             f"{resx.__version__} from the CSVs under `{results_dir}`. Errors are CIFAR-10 test error in % "
+             "unless said otherwise; the papers' numbers are in `resx/reference.py`.", ""]
+    provenance, _ = provenance_section(results_dir, meta)
+    lines += provenance
+    body: list[str] = []
+    for kind, section in SECTIONS.items():
+        folders = studies[kind]
+        for folder in folders:
+            body += section(folder, results_dir, report_dir, several=len(folders) > 1)
+    if not body:
+        body = [f"No study results found under `{results_dir}` (looked for {LOOKED_FOR}).", ""]
+    lines += body
+    return write_text_atomic(out, "\n".join(lines).rstrip() + "\n")
