@@ -24,6 +24,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file as 0600; give it the permissions a plain open() would (0666 minus umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:
