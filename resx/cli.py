@@ -245,6 +245,23 @@ def show_degradation(result: Any) -> None:
                   + ", ".join(p.name for p in result.files))
 
 
+@app.command("demo")
+@user_errors
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),
+    data: DataOpt = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The degradation problem in minutes on a CPU: plain vs residual MLPs of 6 and 50 layers."""
+    from resx.studies.demo import run_demo
+
+    with RunProgress() as progress:
+        result = run_demo(out, data=data, data_dir=str(data_dir) if data_dir else None, device=device,
+                          progress=progress, say=lambda msg: progress.progress.console.print(msg, highlight=False))
+    show_degradation(result)
+
+
 def main() -> None:
     app()
 

@@ -293,6 +293,14 @@ def verdict(summary: pd.DataFrame) -> list[str]:
                 f"{tb:.2f}% vs {ta:.2f}% for {shallow['model']}; training error {b:.2f}% vs {a:.2f}% "
                 "(He et al. 2015 Fig. 6 right)."
             )
+    deepest = summary["depth"].max() if len(summary) else None
+    pair = summary[summary["depth"] == deepest]
+    if len(pair) == 2:
+        plain, res = pair[~pair["residual"]].iloc[0], pair[pair["residual"]].iloc[0]
+        lines.append(
+            f"At depth {deepest}: {res['model']} trains to {100 * res['final_train_error_mean']:.2f}% training error, "
+            f"its plain twin {plain['model']} (same parameters) to {100 * plain['final_train_error_mean']:.2f}%."
+        )
     return lines
 
 
