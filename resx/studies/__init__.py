@@ -1,0 +1,5 @@
+"""Studies of trained and fresh nets: lesion (Veit et al. 2016, §4), gradient per path length (§5), ...
+
+Each study is a plain library module (no typer, no rich) whose results are tidy CSV files; the CLI wraps it.
+Import the study modules directly (e.g. `from resx.studies.paths import run_paths`).
+"""
