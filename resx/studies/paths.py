@@ -124,6 +124,32 @@ def _loss_gradient(net: BlockNet, h_last: torch.Tensor, labels: torch.Tensor) ->
     return torch.autograd.grad(loss, h)[0]
 
 
+class PathBackward:
+    """One forward pass of `h0` (the stem's output) through the gated blocks; each call runs one backward pass
+    routed by `masks` [n_blocks, B] (1: through the block's branch, 0: through its shortcut, per example) and
+    returns the gradient of the summed per-example loss at h0, row b being example b's own measurement.
+    The graph is retained between calls and the masks are written into the gates' tensor in place, so each
+    measurement batch costs one backward pass (Veit et al. 2016, §5: one forward, then routed backward passes).
+    Call inside `analysis_mode(net)` (eval-mode BN keeps the examples independent)."""
+
+    def __init__(self, net: BlockNet, h0: torch.Tensor, labels: torch.Tensor):
+        self.h0 = h0.detach().requires_grad_(True)
+        self.masks = torch.zeros(len(net.blocks), len(h0), device=h0.device, dtype=h0.dtype)
+        self.h_last = gated_blocks_forward(net, self.h0, self.masks)
+        self.grad_last = _loss_gradient(net, self.h_last, labels)
+
+    def __call__(self, masks: torch.Tensor) -> torch.Tensor:
+        self.masks.copy_(masks)
+        (grad,) = torch.autograd.grad(self.h_last, self.h0, self.grad_last, retain_graph=True)
+        return grad
+
+
+def path_input_gradient(net: BlockNet, h0: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The gradient at the first block's input with the backward pass routed by `masks` [n_blocks, B]."""
+    with analysis_mode(net):
+        return PathBackward(net, h0, labels)(masks.to(h0.device))
+
+
 def _chunks(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
     for start in range(0, len(images), batch_size):
         yield images[start:start + batch_size], labels[start:start + batch_size]
@@ -186,11 +212,9 @@ def path_gradients(
                 break
             x, y = chunk.to(device), chunk_labels.to(device)
             with torch.no_grad():
-                h0 = net.stem(x)
-            h0.requires_grad_(True)
-            masks = torch.zeros(n, len(x), device=device)
-            h_last = gated_blocks_forward(net, h0, masks)
-            grad_last = _loss_gradient(net, h_last, y)
+                h0 = net.stem(x)  # the stem's own backward is not needed: paths start at the first block
+            backward = PathBackward(net, h0, y)
+            masks = torch.zeros_like(backward.masks)
             for _ in range(passes_per_chunk):
                 take = ks[position:position + len(x)]
                 if len(take) == 0:
@@ -199,13 +223,13 @@ def path_gradients(
                 # Rows beyond `take` (last pass only) get zero masks everywhere and are not recorded.
                 masks.zero_()
                 masks[:, : len(take)] = random_branch_masks(take, n, generator).to(device)
-                (grad,) = torch.autograd.grad(h_last, h0, grad_last, retain_graph=True)
+                grad = backward(masks)
                 measured_norm.append(grad[: len(take)].flatten(1).norm(dim=1).double().cpu())
                 measured_k.append(take)
                 done += 1
                 if progress:
                     progress("path gradients", done, total_passes)
-            del h_last, grad_last, h0
+            del backward
     frame = pd.DataFrame({"k": torch.cat(measured_k).numpy(), "grad_norm": torch.cat(measured_norm).numpy()})
     stats = frame.groupby("k")["grad_norm"].agg(["count", "mean", "std"]).reindex(range(n + 1))
     return pd.DataFrame({
@@ -476,31 +500,31 @@ def run_paths(
     images = normalize(dataset.train_images[index].to(dev), mean, std)
     labels = dataset.train_labels[index].to(dev)
 
-    # --- the fresh nets: the analysed model and its plain twin at initialisation ------------------------------
-    fresh: list[_Net] = []
-    for fresh_name in (name, _twin(name)):
-        if fresh_name is None:
-            continue
-        net = _fresh_net(fresh_name, {**own_options, **data_options}, seed).to(dev)
-        calibrate_batchnorm(net, images, batch_size)
-        label = f"{fresh_name}-init"
-        while label in taken:
-            label += "'"
-        taken.add(label)
-        fresh.append(_Net(label, net, False, f"fresh, seed {seed}"))
-    for entry, _ in loaded:
-        entry.net.to(dev)
+    with _precision(dev, tf32):  # BN calibration, path and block gradients: TF32 or strict fp32, never bf16
+        # --- the fresh nets: the analysed model and its plain twin at initialisation ------------------------------
+        fresh: list[_Net] = []
+        for fresh_name in (name, _twin(name)):
+            if fresh_name is None:
+                continue
+            net = _fresh_net(fresh_name, {**own_options, **data_options}, seed).to(dev)
+            calibrate_batchnorm(net, images, batch_size)
+            label = f"{fresh_name}-init"
+            while label in taken:
+                label += "'"
+            taken.add(label)
+            fresh.append(_Net(label, net, False, f"fresh, seed {seed}"))
+        for entry, _ in loaded:
+            entry.net.to(dev)
 
-    if model or init:
-        analysed = fresh[0]
-    else:
-        analysed = next(entry for entry, _ in loaded if entry.net.residual)
-    net = analysed.net
-    check_residual(net)
-    n = len(net.blocks)
-    post_activation = any(b.post_activation for b in net.blocks)
+        if model or init:
+            analysed = fresh[0]
+        else:
+            analysed = next(entry for entry, _ in loaded if entry.net.residual)
+        net = analysed.net
+        check_residual(net)
+        n = len(net.blocks)
+        post_activation = any(b.post_activation for b in net.blocks)
 
-    with _precision(dev, tf32):
         # --- gradient per path length ----------------------------------------------------------------------------
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
