@@ -316,6 +316,48 @@ def paths_command(
     console.print(f"{info['samples']} samples per k, batch {info['batch_size']}; results in [bold]{out}[/]")
 
 
+# --- bench -------------------------------------------------------------------------------------------------------
+@app.command("bench")
+@user_errors
+def bench_command(
+    models: Annotated[str, typer.Option(help="Models to measure, comma-separated.")] = "resnet20,resnet56,resnet110,plain56",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 128,
+    seconds: Annotated[float, typer.Option(help="Timed seconds per model and method (after warm-up).")] = 10.0,
+    concurrency: Annotated[int, typer.Option(help="Runs at once for the concurrent measurement.")] = 4,
+    methods: Annotated[str, typer.Option(help="common-recipe,resx-eager-fp32,resx,resx-concurrent")] = "common-recipe,resx-eager-fp32,resx,resx-concurrent",
+    workers: Annotated[int, typer.Option(help="DataLoader workers of the common recipe.")] = 4,
+    data: DataOpt = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = None,
+    out: Annotated[Path, typer.Option(help="Folder for bench.csv and bench.png.")] = Path("results/bench"),
+) -> None:
+    """Training images/s: the common recipe (DataLoader + PIL, eager fp32) vs resx's engine, on this device."""
+    from resx.bench import BenchSettings, run_bench, speedups
+
+    settings = BenchSettings(models=[m for m in models.split(",") if m], batch_size=batch_size, seconds=seconds,
+                             concurrency=concurrency, methods=tuple(m for m in methods.split(",") if m), workers=workers)
+    frame = run_bench(settings, data=data or "cifar10", data_dir=str(data_dir) if data_dir else None, device=device,
+                      seed=seed or 0, out=out,
+                      on_row=lambda r: console.print(f"{r['model']:>10} {r['method']:<16} {r['images_per_second']:>10,.0f} img/s"
+                                                     f"  peak {r['peak_memory_mb']:,.0f} MB"))
+    table = Table(title=f"training images/s, batch {batch_size} ({frame['device_name'].iloc[0]})")
+    for col in ("model", "method", "images/s", "peak memory MB"):
+        table.add_column(col, justify="left" if col in ("model", "method") else "right")
+    for r in frame.itertuples():
+        method = r.method + (f" x{r.concurrency}" if r.concurrency > 1 else "")
+        table.add_row(r.model, method, f"{r.images_per_second:,.0f}", f"{r.peak_memory_mb:,.0f}")
+    console.print(table)
+    for r in speedups(frame).itertuples():
+        parts = []
+        if hasattr(r, "resx_vs_common"):
+            parts.append(f"resx {r.resx_vs_common:.1f}x the common recipe")
+        if hasattr(r, "concurrent_vs_single"):
+            parts.append(f"{concurrency} concurrent runs {r.concurrent_vs_single:.2f}x one run")
+        console.print(f"{r.model}: " + ", ".join(parts))
+    console.print(f"results in [bold]{out}[/] (bench.csv, bench.png)")
+
+
 def main() -> None:
     app()
 
