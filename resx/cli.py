@@ -358,6 +358,40 @@ def bench_command(
     console.print(f"results in [bold]{out}[/] (bench.csv, bench.png)")
 
 
+# --- plot and report (CSV only: these never import torch) ----------------------------------------------------------
+@app.command("plot")
+@user_errors
+def plot_command(
+    results_dir: Annotated[Path, typer.Argument(help="Folder with study CSVs (searched recursively).")] = Path("results"),
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: png, pdf, svg.")] = "png,pdf",
+    out: Annotated[Optional[Path], typer.Option(help="Write figures here instead of beside the CSVs.")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write REPORT.md.")] = False,
+) -> None:
+    """Redraw every figure from the CSVs under RESULTS_DIR (degradation, lesion, paths, bench)."""
+    from resx.plots import plot_results
+
+    if not results_dir.is_dir():
+        raise ResxError(f"no such folder: {results_dir}")
+    written = plot_results(results_dir, formats=tuple(f.strip() for f in format.split(",") if f.strip()), out=out)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    if report:
+        report_command(results_dir)
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    results_dir: Annotated[Path, typer.Argument(help="Folder with study CSVs and figures.")] = Path("results"),
+    out: Annotated[Optional[Path], typer.Option(help="Report file (default RESULTS_DIR/REPORT.md).")] = None,
+) -> None:
+    """Write REPORT.md: resx's numbers beside the papers', with provenance and figures."""
+    from resx.report import write_report
+
+    path = write_report(results_dir, out=out)
+    console.print(f"wrote {path}", highlight=False)
+
+
 def main() -> None:
     app()
 
