@@ -22,6 +22,11 @@ install: $(VENV)/.installed
 demo: install
 	$(RESX) demo
 
+# The whole study: PROFILE=quick (default, about 15 min on one H100), paper (about 2 h), tiny (CPU, seconds).
+# DATA=cifar10 (downloaded when online) or DATA=imagefolder:PATH. Rerunning skips finished stages and runs.
+reproduce: install
+	$(RESX) reproduce --profile $(PROFILE) --data $(DATA) --out $(OUT)
+
 test: install
 	RESX_NO_DOWNLOAD=1 $(PY) -m pytest -q
 

@@ -392,6 +392,27 @@ def report_command(
     console.print(f"wrote {path}", highlight=False)
 
 
+# --- reproduce ---------------------------------------------------------------------------------------------------
+@app.command("reproduce")
+@user_errors
+def reproduce_command(
+    profile: Annotated[str, typer.Option(help="quick | paper | tiny, or an experiments/*.yaml file.")] = "quick",
+    data: DataOpt = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    allow_cpu: Annotated[bool, typer.Option("--allow-cpu", help="Run a GPU profile on the CPU anyway.")] = False,
+) -> None:
+    """Everything: degradation grid, deep nets with/without stochastic depth, lesion, paths, figures, REPORT.md."""
+    from resx.reproduce import reproduce
+
+    with RunProgress() as progress:
+        report = reproduce(profile, data=data, data_dir=str(data_dir) if data_dir else None, device=device, out=out,
+                           allow_cpu=allow_cpu, progress=progress,
+                           say=lambda msg: progress.progress.console.print(msg, highlight=False))
+    console.print(f"done: [bold]{report}[/]")
+
+
 def main() -> None:
     app()
 
