@@ -318,12 +318,13 @@ class TrainingRun:
         self.elapsed += seconds
         self.epoch += 1
         train_error = error_sum / (steps * self.config.batch_size)
+        lr = self.lr_at(self.host_iteration - 1)  # the lr this epoch ended with, before warm-up may end below
         if not self.warmup_done and train_error < self.config.warmup_until_train_error:
             self.warmup_done = True  # He et al. 2015 §4.2: back to lr 0.1 once training error < 80%
         row = {
             "epoch": self.epoch,
             "iteration": self.host_iteration,
-            "lr": self.lr_at(self.host_iteration - 1),
+            "lr": lr,
             "train_loss": loss_sum / steps,
             "train_error": train_error,
             "test_loss": test_loss,
