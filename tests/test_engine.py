@@ -247,7 +247,7 @@ def test_lr_schedule_with_iterations_mid_epoch():
 
 def test_warmup_lr_until_train_error_below_80_percent():
     """ResNet-110 recipe: lr 0.01 until the training error is below 80%, then back to the schedule (0.1)."""
-    run = TrainingRun(tiny_config(epochs=6, warmup_lr=0.01, lr_milestones=[0.9]), "run").setup()
+    run = TrainingRun(tiny_config(epochs=6, warmup_lr=0.01, lr_milestones=[0.99]), "run").setup()  # no decay here
     used = lrs_used(run)
     metrics = pd.read_csv("run/metrics.csv")
     per_epoch = [used[i * 8 : (i + 1) * 8] for i in range(6)]
