@@ -92,9 +92,7 @@ class TrainingRun:
         state = run_folder_state(self.run_dir)
         has_ckpt = (self.run_dir / ckpt_io.CHECKPOINT_NAME).exists()
         if self.overwrite:
-            for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
-                (self.run_dir / f).unlink(missing_ok=True)
-            return None
+            return None  # the old files are removed in setup(), once the new run is known to start
         if self.resume == "require" and not has_ckpt:
             raise ResxError(f"--resume: no checkpoint in {self.run_dir}; start the run without --resume")
         if self.resume == "never" and state != "empty":
@@ -156,6 +154,9 @@ class TrainingRun:
         self.memory_mb = (
             (torch.cuda.memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
         )
+        if self.overwrite:  # only now: a command that fails above must not cost the user the old run
+            for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
+                (self.run_dir / f).unlink(missing_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_yaml_atomic(self.run_dir / "config.yaml", cfg.to_dict())
         self.env = environment(self.device)
