@@ -31,7 +31,7 @@ from resx.engine.evaluate import Evaluator
 from resx.engine.interrupt import DeferredInterrupt
 from resx.engine.step import TrainStep
 from resx.errors import ResxError, TrainingDiverged, TrainingInterrupted
-from resx.models import create_model
+from resx.models import create_model, get_model_spec
 from resx.provenance import environment
 
 METRIC_COLUMNS = [
@@ -113,6 +113,7 @@ class TrainingRun:
 
     def setup(self) -> "TrainingRun":
         cfg = self.config
+        get_model_spec(cfg.model)  # an unknown model name is reported before any data is loaded or downloaded
         resume_from = self._check_folder()
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
