@@ -304,3 +304,18 @@ def test_config_yaml_int_where_float_expected(tmp_path):
 def test_config_unknown_option_key():
     with pytest.raises(ResxError, match="unknown key 'learning_rate'"):
         resolve_config(None, {"learning_rate": 0.1})
+
+
+@pytest.mark.parametrize("key, value", [("lr", float("nan")), ("lr", float("inf")), ("weight_decay", float("nan")),
+                                        ("weight_decay", float("inf")), ("warmup_lr", float("inf")), ("momentum", 1.0),
+                                        ("lr_milestones", [0.5, 1.5]), ("epochs", 0), ("iterations", -1)])
+def test_config_rejects_bad_numbers(key, value):
+    with pytest.raises(ResxError, match=key.replace("_", "[-_]")):
+        resolve_config(None, {key: value})
+
+
+def test_config_yaml_error_names_the_line_where_it_began(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("model: resnet8\nlr_milestones: [0.5, 0.75\nepochs: 2\n")
+    with pytest.raises(ResxError, match=r"at line 3, column \d+: .*started at line 2\)"):
+        resolve_config(path)
