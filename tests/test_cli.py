@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -97,8 +98,6 @@ def test_train_mlp_options():
     result = invoke("train", "mlp_res", "--data", "synthetic:size=8,train=64,test=16,channels=1", "--depth", "6",
                     "--width", "16", "--epochs", "1", "--batch-size", "32", "--out", "run")
     assert result.exit_code == 0, result.output
-    import json
-
     info = json.loads(Path("run/run_info.json").read_text())
     assert info["blocks"] == 2
 
