@@ -8,6 +8,7 @@ One iteration is one batch (of `batch_size`, 128 by default).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -51,8 +52,9 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         def positive(name: str) -> None:
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ResxError(f"{name.replace('_', '-')} must be positive, got {value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):  # rejects nan and inf too
+                what = "positive" if math.isfinite(value) else "a finite positive number"
+                raise ResxError(f"{name.replace('_', '-')} must be {what}, got {value}")
 
         for name in ("epochs", "iterations", "batch_size", "lr", "eval_batch_size", "lr_decay"):
             positive(name)
@@ -60,7 +62,7 @@ class TrainConfig:
             raise ResxError("give either epochs or iterations, not both")
         if not 0 <= self.momentum < 1:
             raise ResxError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ResxError(f"weight-decay must be >= 0, got {self.weight_decay}")
         if any(not 0 < m < 1 for m in self.lr_milestones):
             raise ResxError(f"lr_milestones are fractions of training in (0, 1), got {self.lr_milestones}")
@@ -72,7 +74,7 @@ class TrainConfig:
             raise ResxError(f"unknown shortcut {self.shortcut!r}; allowed: A (identity + zero-pad), B (projection)")
         if self.stochastic_depth is not None and not 0 < self.stochastic_depth <= 1:
             raise ResxError(f"stochastic-depth is the last block's survival probability in (0, 1], got {self.stochastic_depth}")
-        if self.warmup_lr is not None and self.warmup_lr <= 0:
+        if self.warmup_lr is not None and not (self.warmup_lr > 0 and math.isfinite(self.warmup_lr)):
             raise ResxError(f"warmup-lr must be positive, got {self.warmup_lr}")
         return self
 
@@ -130,6 +132,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        # where the broken construct began (e.g. an unclosed '[' lines before the error is detected)
+        context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and start and (not mark or start.line != mark.line):
+            problem += f" ({context} started at line {start.line + 1})"
         raise ResxError(f"config file {path} is not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ResxError(f"config file {path} is not a text file") from None

@@ -5,6 +5,9 @@ import os
 import pytest
 
 os.environ.setdefault("RESX_NO_DOWNLOAD", "1")
+# The tests' nets and batches are tiny: extra CPU threads only add overhead, and on a shared machine they
+# make the suite several times slower. Set before torch is imported (and inherited by CLI subprocesses).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TINY_DATA = "synthetic:size=8,train=256,test=64"
 

@@ -31,7 +31,7 @@ from resx.engine.evaluate import Evaluator
 from resx.engine.interrupt import DeferredInterrupt
 from resx.engine.step import TrainStep
 from resx.errors import ResxError, TrainingDiverged, TrainingInterrupted
-from resx.models import create_model
+from resx.models import create_model, get_model_spec
 from resx.provenance import environment
 
 METRIC_COLUMNS = [
@@ -92,9 +92,7 @@ class TrainingRun:
         state = run_folder_state(self.run_dir)
         has_ckpt = (self.run_dir / ckpt_io.CHECKPOINT_NAME).exists()
         if self.overwrite:
-            for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
-                (self.run_dir / f).unlink(missing_ok=True)
-            return None
+            return None  # the old files are removed in setup(), once the new run is known to start
         if self.resume == "require" and not has_ckpt:
             raise ResxError(f"--resume: no checkpoint in {self.run_dir}; start the run without --resume")
         if self.resume == "never" and state != "empty":
@@ -115,6 +113,7 @@ class TrainingRun:
 
     def setup(self) -> "TrainingRun":
         cfg = self.config
+        get_model_spec(cfg.model)  # an unknown model name is reported before any data is loaded or downloaded
         resume_from = self._check_folder()
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
@@ -156,6 +155,9 @@ class TrainingRun:
         self.memory_mb = (
             (torch.cuda.memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
         )
+        if self.overwrite:  # only now: a command that fails above must not cost the user the old run
+            for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
+                (self.run_dir / f).unlink(missing_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_yaml_atomic(self.run_dir / "config.yaml", cfg.to_dict())
         self.env = environment(self.device)
@@ -318,12 +320,13 @@ class TrainingRun:
         self.elapsed += seconds
         self.epoch += 1
         train_error = error_sum / (steps * self.config.batch_size)
+        lr = self.lr_at(self.host_iteration - 1)  # the lr this epoch ended with, before warm-up may end below
         if not self.warmup_done and train_error < self.config.warmup_until_train_error:
             self.warmup_done = True  # He et al. 2015 §4.2: back to lr 0.1 once training error < 80%
         row = {
             "epoch": self.epoch,
             "iteration": self.host_iteration,
-            "lr": self.lr_at(self.host_iteration - 1),
+            "lr": lr,
             "train_loss": loss_sum / steps,
             "train_error": train_error,
             "test_loss": test_loss,

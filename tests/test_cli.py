@@ -1,0 +1,119 @@
+"""The `resx` command line through Typer's CliRunner (and one subprocess, for what importing costs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from resx.cli import app
+from resx.models import list_models
+
+from conftest import TINY_DATA
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("train", "models"):
+        assert command in result.output
+
+
+def test_no_arguments_shows_help():
+    result = invoke()
+    assert "Usage" in result.output and "train" in result.output
+
+
+def test_train_help_lists_the_options():
+    result = invoke("train", "--help")
+    assert result.exit_code == 0
+    for option in ("--data", "--epochs", "--lr", "--batch-size", "--out", "--resume", "--overwrite", "--config",
+                   "--device", "--seed"):
+        assert option in result.output
+
+
+def test_models_lists_every_model():
+    result = invoke("models")
+    assert result.exit_code == 0, result.output
+    for name in list_models():
+        assert name in result.output
+    assert "0.27M" in result.output and "19.42M" in result.output  # resnet20 and resnet1202, He et al. Table 6
+
+
+def test_train_writes_the_run_folder():
+    result = invoke("train", "resnet8", "--data", TINY_DATA, "--epochs", "1", "--batch-size", "32", "--out", "run")
+    assert result.exit_code == 0, result.output
+    assert {"config.yaml", "metrics.csv", "checkpoint.pt", "run_info.json"} <= {p.name for p in Path("run").iterdir()}
+    metrics = pd.read_csv("run/metrics.csv")
+    assert metrics["epoch"].tolist() == [1] and metrics["iteration"].tolist() == [8]
+    config = yaml.safe_load(Path("run/config.yaml").read_text())
+    assert (config["model"], config["data"], config["epochs"], config["batch_size"]) == ("resnet8", TINY_DATA, 1, 32)
+    assert "test err" in result.output and "results in run" in result.output
+
+
+def test_train_default_run_folder():
+    result = invoke("train", "resnet8", "--data", TINY_DATA, "--epochs", "1", "--batch-size", "64", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    assert (Path("runs") / "resnet8-seed2" / "metrics.csv").exists()
+
+
+def test_train_with_yaml_config_and_override(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"model: plain8\ndata: '{TINY_DATA}'\nepochs: 2\nbatch_size: 64\nlr: 0.05\n")
+    result = invoke("train", "plain8", "--config", str(config), "--lr", "0.02", "--out", "run")
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load(Path("run/config.yaml").read_text())
+    assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (2, 64, 0.02)
+    assert len(pd.read_csv("run/metrics.csv")) == 2
+
+
+def test_train_resume_and_overwrite():
+    args = ["train", "resnet8", "--data", TINY_DATA, "--batch-size", "64", "--out", "run"]
+    assert invoke(*args, "--epochs", "1").exit_code == 0
+    # a longer run continues from the checkpoint of the shorter one
+    result = invoke(*args, "--epochs", "2", "--resume")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv("run/metrics.csv")["epoch"].tolist() == [1, 2]
+    result = invoke(*args, "--epochs", "1", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv("run/metrics.csv")["epoch"].tolist() == [1]
+    result = invoke(*args, "--epochs", "1", "--overwrite", "--resume")
+    assert result.exit_code != 0 and "exclude each other" in result.output
+
+
+def test_train_mlp_options():
+    result = invoke("train", "mlp_res", "--data", "synthetic:size=8,train=64,test=16,channels=1", "--depth", "6",
+                    "--width", "16", "--epochs", "1", "--batch-size", "32", "--out", "run")
+    assert result.exit_code == 0, result.output
+    info = json.loads(Path("run/run_info.json").read_text())
+    assert info["blocks"] == 2
+
+
+def test_help_does_not_import_torch():
+    """`resx --help` must start fast: torch is imported only inside the commands that compute."""
+    code = ("import sys; from typer.testing import CliRunner; from resx.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "heavy = sorted(m for m in ('torch', 'torchvision', 'pandas', 'numpy') if m in sys.modules); "
+            "assert not heavy, heavy")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_python_dash_m_resx():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "resx", "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "train" in result.stdout
