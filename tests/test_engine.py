@@ -207,8 +207,6 @@ def test_train_many_runs_every_run():
         assert run.status == "finished" and len(pd.read_csv(f"run{s}/metrics.csv")) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="train_many interleaves runs on the one global RNG: a run's numbers depend on "
-                                       "which runs trained beside it (see the report)")
 def test_train_many_equals_training_alone():
     train(tiny_config(epochs=2, seed=0), "alone")
     runs = [TrainingRun(tiny_config(epochs=2, seed=s), f"together{s}").setup() for s in (0, 1)]

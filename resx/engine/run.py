@@ -162,8 +162,27 @@ class TrainingRun:
         write_yaml_atomic(self.run_dir / "config.yaml", cfg.to_dict())
         self.env = environment(self.device)
         self.status = "running"
+        # This run's own CPU random stream (seeded above, or restored from the checkpoint), swapped in around each
+        # of its steps, so that runs interleaved by train_many draw the same numbers as they would alone.
+        self._cpu_rng = torch.get_rng_state()
         self._write_info()
         return self
+
+    def _own_rng(self):
+        """Swap this run's CPU random state in for the duration of the block (see `_cpu_rng`). On CUDA the
+        augmentation draws on the device's generator, which graph replays share: concurrent CUDA runs are
+        independent in distribution, not bit for bit (cuDNN's backward is not bit-reproducible either)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def swap():
+            torch.set_rng_state(self._cpu_rng)
+            try:
+                yield
+            finally:
+                self._cpu_rng = torch.get_rng_state()
+
+        return swap()
 
     def _total_iterations(self) -> int:
         cfg = self.config
@@ -194,7 +213,7 @@ class TrainingRun:
     # --- checkpoints -----------------------------------------------------------------------------------
     def _checkpoint(self) -> dict[str, Any]:
         s = self.step.state
-        rng = {"cpu": torch.get_rng_state()}
+        rng = {"cpu": self._cpu_rng}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
@@ -291,7 +310,8 @@ class TrainingRun:
         steps_this_epoch = min(self.step.steps_per_epoch, self.total_iterations - (self.host_iteration - self._cursor))
         with self._on_stream():
             if self._cursor == 0:
-                self.step.start_epoch()
+                with self._own_rng():
+                    self.step.start_epoch()
             self._epoch_started = time.perf_counter()
             current_lr = self.lr_at(self.host_iteration)
             self.step.set_lr(current_lr)
@@ -300,7 +320,8 @@ class TrainingRun:
                 if lr != current_lr:
                     self.step.set_lr(lr)
                     current_lr = lr
-                self.step()
+                with self._own_rng():
+                    self.step()
                 self._cursor += 1
                 self.host_iteration += 1
                 yield
