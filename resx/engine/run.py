@@ -123,6 +123,9 @@ class TrainingRun:
             raise ResxError(f"batch size {cfg.batch_size} is larger than the training set ({data.train_images.shape[0]} images)")
         self.data = data.to(self.device)
         if self.device.type == "cuda":
+            # The data was copied on the default stream; this run works on its own stream (see train_many).
+            torch.cuda.synchronize(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once, in the graph's warm-up
             self.stream = torch.cuda.Stream(self.device)
         memory_before = torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else 0
         try:
