@@ -1,0 +1,133 @@
+"""Issue #5: `resx compare-plain` on tiny synthetic data (two depths, one epoch), shards, reruns, bad input;
+and issue #9: a grid killed between runs resumes to the same numbers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from resx.cli import app
+from resx.config import TrainConfig
+from resx.studies import degradation
+from resx.studies.degradation import CURVE_COLUMNS, SUMMARY_COLUMNS
+
+from conftest import TINY_DATA
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+GRID = ["compare-plain", "--depths", "8,14", "--seeds", "1", "--data", TINY_DATA, "--epochs", "1", "--batch-size", "32"]
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_grid_writes_tables_and_figures():
+    result = invoke(*GRID, "--out", "deg")
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv("deg/curves.csv")
+    summary = pd.read_csv("deg/summary.csv")
+    assert set(CURVE_COLUMNS) <= set(curves.columns)
+    assert set(SUMMARY_COLUMNS) <= set(summary.columns)
+    assert sorted(summary["model"]) == ["plain14", "plain8", "resnet14", "resnet8"]
+    # plain and residual twins have the same parameters (option A shortcuts)
+    params = summary.set_index("model")["params"]
+    assert params["plain8"] == params["resnet8"] and params["plain14"] == params["resnet14"]
+    for figure in ("degradation_curves", "error_vs_depth"):
+        for ext in ("png", "pdf"):
+            assert Path(f"deg/{figure}.{ext}").stat().st_size > 1000
+    assert "Degradation" in result.output  # the verdict is printed
+
+
+def test_rerun_skips_finished_runs():
+    assert invoke(*GRID, "--out", "deg").exit_code == 0
+    stamps = {p: p.stat().st_mtime_ns for p in Path("deg").glob("*/checkpoint.pt")}
+    result = invoke(*GRID, "--out", "deg")
+    assert result.exit_code == 0
+    assert "skip" in result.output
+    assert {p: p.stat().st_mtime_ns for p in Path("deg").glob("*/checkpoint.pt")} == stamps
+
+
+def test_changed_settings_are_not_mixed_with_old_runs():
+    assert invoke(*GRID, "--out", "deg").exit_code == 0
+    result = invoke(*GRID[:-4], "--epochs", "2", "--batch-size", "32", "--out", "deg")
+    assert result.exit_code != 0 and "epochs=1" in result.output
+
+
+def test_shards_together_equal_the_whole_grid():
+    whole = degradation.plan_grid(TrainConfig(data=TINY_DATA, epochs=1), depths=[8, 14], residual_depths=[20], seeds=2)
+    parts = degradation.shard(whole, 1, 3) + degradation.shard(whole, 2, 3) + degradation.shard(whole, 3, 3)
+    assert sorted(r.label for r in parts) == sorted(r.label for r in whole)
+    assert len({r.label for r in parts}) == len(whole)
+    # and through the CLI: two shards into one folder give the same tables as the whole grid
+    assert invoke(*GRID, "--out", "sharded", "--shard", "1/2").exit_code == 0
+    assert invoke(*GRID, "--out", "sharded", "--shard", "2/2").exit_code == 0
+    assert invoke(*GRID, "--out", "whole").exit_code == 0
+    a = pd.read_csv("sharded/summary.csv").drop(columns=[])
+    b = pd.read_csv("whole/summary.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_residual_only_depths_have_no_plain_twin():
+    runs = degradation.plan_grid(TrainConfig(data=TINY_DATA, epochs=1), depths=[8], residual_depths=[14], seeds=1)
+    assert [r.model for r in runs] == ["plain8", "resnet8", "resnet14"]
+
+
+def test_mlp_family():
+    result = invoke("compare-plain", "--family", "mlp", "--depths", "4,6", "--seeds", "1", "--data", TINY_DATA,
+                    "--epochs", "1", "--batch-size", "32", "--out", "mlp")
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_csv("mlp/summary.csv")["model"]) == ["mlp_plain-4", "mlp_plain-6", "mlp_res-4", "mlp_res-6"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--depths", "8,15"], "not 6n\\+2"),
+    (["--depths", "8", "--family", "vgg"], "unknown family"),
+    (["--depths", ""], "grid is empty"),
+    (["--depths", "8,x"], "integers"),
+    (["--depths", "8", "--shard", "3/2"], "between 1 and N"),
+    (["--depths", "8", "--shard", "one"], "I/N"),
+    (["--depths", "8", "--seeds", "0"], "seeds"),
+    (["--depths", "8", "--concurrency", "0"], "concurrency"),
+    (["--depths", "8", "--family", "mlp", "--data", TINY_DATA, "--epochs", "1"], None),  # mlp: 8 is a valid depth
+])
+def test_bad_grid_options(args, match):
+    result = invoke("compare-plain", "--data", TINY_DATA, "--epochs", "1", *args, "--out", "bad")
+    if match is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code != 0
+    lines = [l for l in result.output.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and __import__("re").search(match, lines[0]), result.output
+
+
+def test_grid_killed_between_runs_resumes(tmp_path):
+    """SIGKILL while the grid trains its second run; rerunning finishes it with the numbers of an uninterrupted grid."""
+    data = "synthetic:size=8,train=1024,test=64"
+    args = ["compare-plain", "--depths", "8", "--seeds", "1", "--data", data, "--epochs", "3", "--batch-size", "32"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RESX_NO_DOWNLOAD": "1", "RESX_DATA": str(tmp_path / "data"),
+           "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    process = subprocess.Popen([sys.executable, "-m", "resx", *args, "--out", "killed"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    second = Path("killed/resnet8-seed0/metrics.csv")
+    deadline = time.monotonic() + 120
+    while not (second.exists() and len(pd.read_csv(second)) >= 1):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "grid made no progress"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert invoke(*args, "--out", "killed").exit_code == 0
+    assert invoke(*args, "--out", "straight").exit_code == 0
+    cols = ["model", "epoch", "train_loss", "train_error", "test_error"]
+    pd.testing.assert_frame_equal(pd.read_csv("killed/curves.csv")[cols], pd.read_csv("straight/curves.csv")[cols])
