@@ -158,9 +158,9 @@ SECTIONS = ("train", "compare_plain", "lesion", "paths", "reproduce")
 
 def read_experiment(path: str | Path) -> dict[str, dict[str, Any]]:
     """An experiment file split into sections: {'train': {...}, 'compare_plain': {...}, ...}.
-    A file whose keys are all TrainConfig keys is the 'train' section alone."""
+    A file with no section names is the 'train' section alone."""
     data = read_yaml(path)
-    if all(k in CONFIG_KEYS for k in data):
+    if not any(k in SECTIONS for k in data):  # a bare training config (its keys are checked by TrainConfig)
         return {"train": data}
     check_keys(data, SECTIONS, str(path))
     for name, section in data.items():
