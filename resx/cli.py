@@ -229,6 +229,9 @@ def lesion_command(
         table.add_row(r["run"], p1(r["baseline"]), single, down, *[p1(r.get("delete_k", {}).get(k)) for k in ks],
                       *[p1(r.get("swap", {}).get(c)) for c in counts])
     console.print(table)
+    for run in result.info["runs"]:
+        for study, why in run["skipped"].items():
+            console.print(f"{run['run']}: {study} skipped: {why}")
     for r in rows:
         console.print(f"{r['run']} ({r['model']}): seconds " + ", ".join(f"{k} {v:.2f}" for k, v in r["seconds"].items()))
     console.print("single: over non-downsampling blocks; downsampling: each such block deleted; del k: mean over "

@@ -492,7 +492,9 @@ def run_lesion(
 
     data:        dataset spec; default: each run's own training dataset (from its checkpoint's config)
     studies:     'single', 'delete-k', 'swap' (comma string or sequence). None: all three, with `swap` skipped
-                 for plain nets (no shortcuts); asking for `swap` explicitly on a plain net is an error.
+                 for nets that cannot be reordered (plain nets: no shortcuts; nets with no two blocks of one
+                 shape); asking for `swap` explicitly on such a net is an error. The CSV of every asked-for
+                 study is written, even when it has no rows.
     blocks:      restrict `single` to these 0-based block indices (default: every block)
     max_k:       delete-k for k = 1..max_k; default 20, or every deletable block when a net has fewer
     draws:       random draws per k and per swap count
@@ -527,10 +529,16 @@ def run_lesion(
     for run in runs:
         n = len(run.net.blocks)
         run_studies = list(studies)
-        if "swap" in run_studies and not run.residual:
+        skipped: dict[str, str] = {}
+        pairs = swappable_pairs(run.net)
+        if "swap" in run_studies and (not run.residual or not pairs):
+            why = ("has no shortcuts; swapping blocks needs a residual net" if not run.residual
+                   else "has no two blocks of the same shape to swap")
             if explicit_studies:
-                raise ResxError(f"run {run.name} ({run.model}) has no shortcuts; swapping blocks needs a residual net")
-            run_studies.remove("swap")  # default studies: plain nets get single and delete-k only
+                raise ResxError(f"run {run.name} ({run.model}) {why}")
+            # Default studies: a plain net (or one with a single block per stage) gets single and delete-k only.
+            run_studies.remove("swap")
+            skipped["swap"] = why
         if block_list is not None:
             bad = [b for b in block_list if not 0 <= b < n]
             if bad:
@@ -545,9 +553,6 @@ def run_lesion(
             elif k_max > len(deletable):
                 raise ResxError(f"--max-k {k_max} is more than the {len(deletable)} deletable (non-downsampling) "
                                 f"blocks of run {run.name} ({run.model})")
-        pairs = swappable_pairs(run.net)
-        if "swap" in run_studies and not pairs:
-            raise ResxError(f"run {run.name} ({run.model}) has no two blocks of the same shape to swap")
         spec = data or run.data_spec
         if not spec:
             raise ResxError(f"run {run.name}: its checkpoint names no dataset; give --data")
@@ -556,7 +561,7 @@ def run_lesion(
         if key not in datasets:
             datasets[key] = load_dataset(spec, root)
         _check_data_fits(run, datasets[key])
-        plans_for[run.name] = dict(studies=run_studies, deletable=deletable, max_k=k_max, pairs=pairs, data=key)
+        plans_for[run.name] = dict(studies=run_studies, skipped=skipped, deletable=deletable, max_k=k_max, pairs=pairs, data=key)
 
     single_rows: list[dict] = []
     delete_rows: list[dict] = []
@@ -651,6 +656,7 @@ def run_lesion(
             "blocks": n,
             "downsampling_blocks": [b.index for b in info_blocks if b.downsampling],
             "studies": plan["studies"],
+            "skipped": plan["skipped"],
             "max_k": plan["max_k"],
             "baseline_error": baseline,
             "baseline_loss": baseline_loss,
