@@ -20,6 +20,12 @@ Speed (the full suite for ResNet-110 is 55 + 1,000 + 500 evaluations of 10,000 i
   * the test set lives on the device; bf16 autocast, channels-last and BatchNorm folded into the convolutions
     on CUDA (fp32, unfolded on the CPU so results match `Evaluator` exactly); large eval batches.
   * error counts accumulate on the device: one host sync per study, not per batch or per lesion.
+    Budget for ResNet-110 on CIFAR-10 (counted with these draws, not timed on a GPU): the suite costs about
+    33,000 block passes over the test set with the cache against 43,000 without, counting a block on 16x16 maps
+    as half and on 8x8 maps as a quarter of one on 32x32 maps (single: 600 vs 1,700; delete-k and swap gain
+    less, their first change is early). At roughly 1-2 ms per 32x32 block pass over 10,000 images in bf16 on an
+    H100 (memory-bound), that is 35-65 s: near the 60 s target, to be confirmed on a GPU. CUDA graphs are not
+    used (every lesion is a different graph).
   * draws come from a torch.Generator seeded by `seed` (one stream per study), so runs compared side by side
     get the same deleted sets and swaps when their nets have the same blocks.
 
