@@ -219,10 +219,10 @@ def lesion_command(
     counts = sorted({c for r in rows for c in r.get("swap", {})})
     p1 = lambda v: f"{100 * v:.1f}" if v is not None else "-"  # noqa: E731
     table = Table(title=f"test error % after lesions (Veit et al. 2016 §4), {result.info['device_name']}")
-    columns = ["run", "base", "single min/med/max", "downsampling"]
+    columns = ["run", "base", "single", "down"]
     columns += [f"del {k}" for k in ks] + [f"swap {c}" for c in counts]
     for col in columns:
-        table.add_column(col, justify="left" if col == "run" else "right")
+        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=col in ("run", "single", "down"))
     for r in rows:
         single = "/".join(p1(r.get(f"single_{s}")) for s in ("min", "median", "max")) if "single_min" in r else "-"
         down = " ".join(p1(e) for e in r.get("downsampling", {}).values()) or "-"
@@ -234,8 +234,9 @@ def lesion_command(
             console.print(f"{run['run']}: {study} skipped: {why}")
     for r in rows:
         console.print(f"{r['run']} ({r['model']}): seconds " + ", ".join(f"{k} {v:.2f}" for k, v in r["seconds"].items()))
-    console.print("single: over non-downsampling blocks; downsampling: each such block deleted; del k: mean over "
-                  f"draws with k blocks deleted; swap n: mean with n pairs swapped. Results in [bold]{result.out}[/]")
+    console.print("single: min/median/max over the non-downsampling blocks deleted one at a time; down: each "
+                  "downsampling block deleted; del k: mean over draws with k blocks deleted; swap n: mean with n pairs "
+                  f"swapped. Results in [bold]{result.out}[/]")
 
 
 def main() -> None:
