@@ -60,17 +60,17 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _timed(step: Callable[[], None], device: torch.device, seconds: float, warmup: int = 5) -> tuple[int, float]:
+def _timed(step: Callable[[], None], device: torch.device, seconds: float, warmup: int = 3) -> tuple[int, float]:
     """Run `step` for about `seconds` after warm-up; returns (steps, elapsed). Synchronises only at the ends
-    and every 20 steps to check the clock (a few syncs cost nothing next to the steps they measure)."""
+    and every 10 steps to check the clock (a few syncs cost nothing next to the steps they measure)."""
     for _ in range(warmup):
         step()
     _sync(device)
     start, steps = time.perf_counter(), 0
     while True:
-        for _ in range(20):
+        for _ in range(10):
             step()
-        steps += 20
+        steps += 10
         _sync(device)
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:

@@ -104,6 +104,8 @@ def pct(x: float) -> str:
 @user_errors
 def models_command() -> None:
     """List the registered models with their parameter counts (CIFAR-10 shapes)."""
+    import torch
+
     from resx.models import create_model, get_model_spec, list_models
 
     table = Table(title="resx model zoo")
@@ -114,7 +116,8 @@ def models_command() -> None:
         options = {"input_size": 32} if spec.family == "imagenet" else {}
         if spec.family == "mlp":
             options = {"in_channels": 1, "input_size": 28}
-        net = create_model(name, **options)
+        with torch.device("meta"):  # parameter shapes only: no memory, no initialisation time
+            net = create_model(name, **options)
         table.add_row(name, spec.family, "yes" if spec.residual else "no", str(len(net.blocks)),
                       f"{net.num_parameters() / 1e6:.2f}M", spec.description)
     console.print(table)

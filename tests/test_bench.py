@@ -11,7 +11,7 @@ runner = CliRunner()
 
 
 def test_bench_on_the_cpu_writes_the_csv():
-    result = runner.invoke(app, ["bench", "--models", "resnet8", "--data", "synthetic:size=32,train=512,test=64",
+    result = runner.invoke(app, ["bench", "--models", "resnet8", "--data", "synthetic:size=16,train=256,test=64",
                                  "--seconds", "0.2", "--workers", "0", "--concurrency", "2", "--batch-size", "32",
                                  "--device", "cpu", "--out", "bench"])
     assert result.exit_code == 0, result.output

@@ -104,6 +104,8 @@ class BlockNet(nn.Module):
 def init_weights(net: nn.Module) -> None:
     """He (Kaiming) initialisation (He et al. 2015, §3.4 citing He et al. ICCV 2015), BN to (1, 0)."""
     for m in net.modules():
+        if getattr(getattr(m, "weight", None), "is_meta", False):
+            continue  # built on the meta device to count parameters: nothing to initialise
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in", nonlinearity="relu")
             if m.bias is not None:
