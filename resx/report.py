@@ -525,8 +525,9 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, meta: d
 
     lines = ["# resx: residual networks, reproduced", "",
              f"Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by resx "
-             f"{resx.__version__} from the CSVs under `{results_dir}`. Errors are CIFAR-10 test error in % "
-             "unless said otherwise; the papers' numbers are in `resx/reference.py`.", ""]
+             f"{resx.__version__} from the CSVs under `{results_dir}`. Errors are test error in % on the dataset "
+             "named under Provenance; the papers' numbers (CIFAR-10 unless said otherwise) are in "
+             "`resx/reference.py`.", ""]
     provenance, _ = provenance_section(results_dir, meta)
     lines += provenance
     body: list[str] = []
