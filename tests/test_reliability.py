@@ -346,3 +346,25 @@ def test_ctrl_c_saves_and_resumes_to_the_same_numbers(tmp_path, uninterrupted):
     assert result.exit_code == 0, result.output
     resumed = check_metrics_file(Path("R/metrics.csv"))
     pd.testing.assert_frame_equal(resumed[RESULT_COLUMNS], uninterrupted)
+
+
+# --- the rest of issue #9's list: results folders without CSVs, CUDA out of memory ------------------------------
+
+
+def test_plot_on_a_folder_without_csvs(tmp_path):
+    Path("empty").mkdir()
+    fail("plot", "empty", match="no resx CSVs found under empty")
+    fail("plot", "does-not-exist", match="no such folder")
+    fail("report", "does-not-exist", match="no such folder")
+
+
+def test_cuda_out_of_memory_is_one_line(monkeypatch):
+    """No GPU here: make training raise the error CUDA raises, and check the user sees one line with a hint."""
+    import resx.engine
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(resx.engine, "train", out_of_memory)
+    line = fail(*TRAIN, "--out", "oom", match="CUDA out of memory")
+    assert "--batch-size" in line
