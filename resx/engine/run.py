@@ -309,25 +309,29 @@ class TrainingRun:
         return self.host_iteration >= self.total_iterations
 
     def steps(self) -> Iterator[None]:
-        """Enqueue the steps of the current epoch one by one (yielding after each); then `finish_epoch`."""
+        """Enqueue the steps of the current epoch one by one (yielding after each); then `finish_epoch`.
+
+        The CUDA stream and the random state are entered around each step, never held across a `yield`: the
+        current stream is global state, and `train_many` resumes other runs' generators in between."""
         steps_this_epoch = min(self.step.steps_per_epoch, self.total_iterations - (self.host_iteration - self._cursor))
+        current_lr = self.lr_at(self.host_iteration)
         with self._on_stream():
             if self._cursor == 0:
                 with self._own_rng():
                     self.step.start_epoch()
             self._epoch_started = time.perf_counter()
-            current_lr = self.lr_at(self.host_iteration)
             self.step.set_lr(current_lr)
-            while self._cursor < steps_this_epoch:
+        while self._cursor < steps_this_epoch:
+            with self._on_stream():
                 lr = self.lr_at(self.host_iteration)
                 if lr != current_lr:
                     self.step.set_lr(lr)
                     current_lr = lr
                 with self._own_rng():
                     self.step()
-                self._cursor += 1
-                self.host_iteration += 1
-                yield
+            self._cursor += 1
+            self.host_iteration += 1
+            yield
         self._steps_this_epoch = steps_this_epoch
 
     def finish_epoch(self) -> dict[str, Any]:
