@@ -140,6 +140,37 @@ class ResidualBlock(nn.Module):
         return f"{kind}, {act}, stage={self.stage}, downsampling={self.downsampling}"
 
 
+def build_stages(
+    branch,
+    stage_widths,
+    blocks_per_stage,
+    in_channels: int,
+    *,
+    shortcut: str | None,
+    post_activation: bool,
+) -> tuple[list[ResidualBlock], int]:
+    """The blocks of every stage in order: `branch(in, out, stride)` makes each residual function; the first block
+    of every stage after the first has stride 2 (He et al. 2015, §3.3 and §4.2). Returns (blocks, channels out)."""
+    blocks: list[ResidualBlock] = []
+    channels = in_channels
+    for stage, (width, count) in enumerate(zip(stage_widths, blocks_per_stage)):
+        for i in range(count):
+            stride = 2 if (stage > 0 and i == 0) else 1
+            blocks.append(
+                ResidualBlock(
+                    branch(channels, width, stride),
+                    make_shortcut(shortcut, channels, width, stride),
+                    in_channels=channels,
+                    out_channels=width,
+                    stride=stride,
+                    post_activation=post_activation,
+                    stage=stage,
+                )
+            )
+            channels = width
+    return blocks, channels
+
+
 # --- branches -----------------------------------------------------------------------------------------
 
 

@@ -16,14 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from resx.models.blocks import (
-    ResidualBlock,
-    basic_branch,
-    conv3x3,
-    make_shortcut,
-    preact_basic_branch,
-    preact_bottleneck_branch,
-)
+from resx.models.blocks import basic_branch, build_stages, conv3x3, preact_basic_branch, preact_bottleneck_branch
 from resx.models.net import BlockNet, GlobalPoolClassifier, init_weights
 
 STAGE_WIDTHS = (16, 32, 64)
@@ -51,23 +44,8 @@ def cifar_resnet(
     """The 6n+2-layer CIFAR net with basic blocks: ResNet (residual=True) or its plain twin (False)."""
     n = blocks_per_stage(depth, 2)
     branch = preact_basic_branch if preact else basic_branch
-    blocks: list[ResidualBlock] = []
-    channels = STAGE_WIDTHS[0]
-    for stage, width in enumerate(STAGE_WIDTHS):
-        for i in range(n):
-            stride = 2 if (stage > 0 and i == 0) else 1
-            blocks.append(
-                ResidualBlock(
-                    branch(channels, width, stride),
-                    make_shortcut(shortcut if residual else None, channels, width, stride),
-                    in_channels=channels,
-                    out_channels=width,
-                    stride=stride,
-                    post_activation=not preact,
-                    stage=stage,
-                )
-            )
-            channels = width
+    blocks, channels = build_stages(branch, STAGE_WIDTHS, [n] * 3, STAGE_WIDTHS[0],
+                                    shortcut=shortcut if residual else None, post_activation=not preact)
     stem: list[nn.Module] = [conv3x3(in_channels, STAGE_WIDTHS[0])]
     if not preact:
         stem += [nn.BatchNorm2d(STAGE_WIDTHS[0]), nn.ReLU(inplace=True)]
@@ -90,24 +68,8 @@ def cifar_preresnet_bottleneck(
     """Pre-activation bottleneck net of 9n+2 layers (He et al. 2016, ResNet-164 and ResNet-1001).
     Projection shortcuts (option B) by default: the first block widens 16 -> 64 channels."""
     n = blocks_per_stage(depth, 3)
-    blocks: list[ResidualBlock] = []
-    channels = STAGE_WIDTHS[0]
-    for stage, width in enumerate(STAGE_WIDTHS):
-        out = width * 4
-        for i in range(n):
-            stride = 2 if (stage > 0 and i == 0) else 1
-            blocks.append(
-                ResidualBlock(
-                    preact_bottleneck_branch(channels, out, stride),
-                    make_shortcut(shortcut if residual else None, channels, out, stride),
-                    in_channels=channels,
-                    out_channels=out,
-                    stride=stride,
-                    post_activation=False,
-                    stage=stage,
-                )
-            )
-            channels = out
+    blocks, channels = build_stages(preact_bottleneck_branch, [w * 4 for w in STAGE_WIDTHS], [n] * 3, STAGE_WIDTHS[0],
+                                    shortcut=shortcut if residual else None, post_activation=False)
     net = BlockNet(conv3x3(in_channels, STAGE_WIDTHS[0]), blocks, GlobalPoolClassifier(channels, num_classes, preact=True))
     init_weights(net)
     net.set_stochastic_depth(stochastic_depth)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from resx.models.blocks import ResidualBlock, basic_branch, conv3x3, make_shortcut
+from resx.models.blocks import basic_branch, build_stages, conv3x3
 from resx.models.net import BlockNet, GlobalPoolClassifier, init_weights
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -38,23 +38,8 @@ def imagenet_resnet(
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
-    blocks: list[ResidualBlock] = []
-    channels = 64
-    for stage, (width, count) in enumerate(zip(STAGE_WIDTHS, LAYOUTS[depth])):
-        for i in range(count):
-            stride = 2 if (stage > 0 and i == 0) else 1
-            blocks.append(
-                ResidualBlock(
-                    basic_branch(channels, width, stride),
-                    make_shortcut(shortcut if residual else None, channels, width, stride),
-                    in_channels=channels,
-                    out_channels=width,
-                    stride=stride,
-                    post_activation=True,
-                    stage=stage,
-                )
-            )
-            channels = width
+    blocks, channels = build_stages(basic_branch, STAGE_WIDTHS, LAYOUTS[depth], 64,
+                                    shortcut=shortcut if residual else None, post_activation=True)
     net = BlockNet(stem, blocks, GlobalPoolClassifier(channels, num_classes))
     init_weights(net)
     net.set_stochastic_depth(stochastic_depth)
