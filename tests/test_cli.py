@@ -117,3 +117,18 @@ def test_python_dash_m_resx():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-m", "resx", "--help"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_engine_options_are_accepted_and_validated(tmp_path):
+    """Issue #4: --no-graph and --precision are accepted (the CPU path is eager fp32 whatever they say) and checked."""
+    from resx.cli import app as cli_app
+
+    base = ["train", "resnet8", "--data", "synthetic:size=8,train=128,test=32", "--epochs", "1", "--batch-size", "32"]
+    ok = CliRunner().invoke(cli_app, [*base, "--no-graph", "--precision", "fp32", "--out", "eager"])
+    assert ok.exit_code == 0, ok.output
+    info = json.loads((tmp_path / "eager" / "run_info.json").read_text())
+    assert info["precision"] == "fp32" and info["cuda_graph"] is False
+    bf16 = CliRunner().invoke(cli_app, [*base, "--precision", "bf16", "--out", "bf16"])
+    assert bf16.exit_code == 0, bf16.output  # bf16 autocast also runs on the CPU
+    bad = CliRunner().invoke(cli_app, [*base, "--precision", "fp8", "--out", "bad"])
+    assert bad.exit_code != 0 and "unknown precision 'fp8'; allowed: auto, fp32, bf16" in bad.output
