@@ -175,6 +175,10 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
     """The provenance section, and whether the dataset looks like the JPEG ImageFolder copy of CIFAR-10."""
     lines = ["## Provenance", ""]
     meta = dict(meta or {})
+    run_file = results_dir / "reproduce.json"  # written by `resx reproduce`: profile, data, machine, commit
+    recorded = _read_provenance_file(run_file) if run_file.is_file() else None
+    for key, value in (recorded or {}).items():
+        meta.setdefault("dataset" if key == "data" else key, value)
     meta.setdefault("resx_version", resx.__version__)
     found, read, broken = collect_provenance(results_dir)
     rows = [(key, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
@@ -189,6 +193,8 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
             lines += ["`stages.json` could not be read.", ""]
         else:
             stages.update(data)
+    # Only finished stages with a wall time are stages (stages.json may also hold other entries).
+    stages = {k: v for k, v in stages.items() if isinstance(v, dict) and _is_number(v.get("seconds"))}
     if stages:
         extra_keys = sorted({k for info in stages.values() if isinstance(info, dict) for k in info} - {"seconds"})
         stage_rows = []

@@ -109,7 +109,11 @@ def reproduce(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stages = _load_stages(out)
-    stages["profile"] = {"name": profile, "file": str(path), "data": train.data, "device": str(dev)}
+    shown = path.resolve().relative_to(PROFILES_DIR.parent) if path.resolve().is_relative_to(PROFILES_DIR.parent) else path
+    from resx.provenance import environment
+
+    write_json_atomic(out / "reproduce.json", {"profile": profile, "file": str(shown), "data": train.data,
+                                                **environment(dev)})
 
     def stage(name: str, fn: Callable[[], Any]) -> None:
         if stages.get(name, {}).get("status") == "finished":
