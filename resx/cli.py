@@ -172,12 +172,13 @@ def show_run_summary(run: Any) -> None:
     last = run.metrics[-1]
     best = min(m["test_error"] for m in run.metrics)
     table = Table(title=f"{run.config.model} on {run.config.data} (seed {run.config.seed})")
-    for col in ("epochs", "iterations", "final train error", "final test error", "best test error", "img/s", "device"):
-        table.add_column(col, justify="right")
+    for col in ("epochs", "iterations", "train err", "test err", "best test", "img/s"):
+        table.add_column(col, justify="right", no_wrap=True)
     table.add_row(str(last["epoch"]), f"{last['iteration']:,}", pct(last["train_error"]), pct(last["test_error"]),
-                  pct(best), f"{last['images_per_second']:,.0f}", run.env.get("device_name", ""))
+                  pct(best), f"{last['images_per_second']:,.0f}")
     console.print(table)
-    console.print(f"one iteration = one batch of {run.config.batch_size}; results in [bold]{run.run_dir}[/]")
+    console.print(f"on {run.env.get('device_name', '')}; one iteration = one batch of {run.config.batch_size}; "
+                  f"results in [bold]{run.run_dir}[/]")
 
 
 # --- compare-plain ----------------------------------------------------------------------------------------------
@@ -229,14 +230,14 @@ def compare_plain_command(
 
 def show_degradation(result: Any) -> None:
     summary = result.summary
-    table = Table(title="Degradation: final error (mean ± std over seeds)")
-    for col in ("model", "residual", "depth", "params", "seeds", "final train error", "final test error", "best test error"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    table = Table(title="Degradation: final error, mean±std over seeds (plain nets first)")
+    for col in ("model", "depth", "params", "seeds", "train err %", "test err %", "best test %"):
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     for row in summary.itertuples():
-        table.add_row(row.model, "yes" if row.residual else "no", str(row.depth), f"{row.params / 1e6:.2f}M", str(row.seeds),
-                      f"{pct(row.final_train_error_mean)} ± {100 * row.final_train_error_std:.2f}",
-                      f"{pct(row.final_test_error_mean)} ± {100 * row.final_test_error_std:.2f}",
-                      pct(row.best_test_error_mean))
+        table.add_row(row.model, str(row.depth), f"{row.params / 1e6:.2f}M", str(row.seeds),
+                      f"{100 * row.final_train_error_mean:.2f}±{100 * row.final_train_error_std:.2f}",
+                      f"{100 * row.final_test_error_mean:.2f}±{100 * row.final_test_error_std:.2f}",
+                      f"{100 * row.best_test_error_mean:.2f}")
     console.print(table)
     for line in result.verdict:
         console.print(line)

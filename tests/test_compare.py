@@ -131,3 +131,19 @@ def test_grid_killed_between_runs_resumes(tmp_path):
     assert invoke(*args, "--out", "straight").exit_code == 0
     cols = ["model", "epoch", "train_loss", "train_error", "test_error"]
     pd.testing.assert_frame_equal(pd.read_csv("killed/curves.csv")[cols], pd.read_csv("straight/curves.csv")[cols])
+
+
+def test_demo_falls_back_to_synthetic_data_and_says_so(monkeypatch):
+    """`make demo` without Fashion-MNIST: the built-in synthetic task, said plainly."""
+    import resx.data
+    from resx.errors import ResxError
+    from resx.studies import demo
+
+    def missing(*args, **kwargs):
+        raise ResxError("fashion-mnist not found")
+
+    monkeypatch.setattr(resx.data, "load_dataset", missing)
+    said = []
+    assert demo.choose_data(None, None, said.append) == demo.SYNTHETIC
+    assert any("SYNTHETIC" in line for line in said)
+    assert demo.choose_data("mnist", None, said.append) == "mnist"  # an explicit --data is used as given
