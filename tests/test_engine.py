@@ -214,6 +214,17 @@ def test_train_many_equals_training_alone():
     pd.testing.assert_frame_equal(results("together0"), results("alone"))
 
 
+def test_train_many_pool_starts_queued_runs_as_others_finish():
+    """A pool of 2 over 3 runs of different lengths: every run finishes, each with the numbers it gets alone."""
+    train(tiny_config(epochs=1, seed=2), "alone2")
+    queue = [lambda s=s, e=e: TrainingRun(tiny_config(epochs=e, seed=s), f"pool{s}").setup()
+             for s, e in ((0, 3), (1, 1), (2, 1))]
+    started = train_many([], queue=queue, concurrency=2)
+    assert [r.name for r in started] == ["pool0", "pool1", "pool2"]
+    assert all(r.status == "finished" for r in started)
+    pd.testing.assert_frame_equal(results("pool2"), results("alone2"))
+
+
 # --- learning-rate schedule (He et al. 2015 §4.2) ------------------------------------------------------------
 
 

@@ -401,36 +401,63 @@ def train_many(
     *,
     progress: ProgressFn | None = None,
     progress_every: int = 50,
+    queue: Sequence[Callable[[], TrainingRun]] = (),
+    concurrency: int | None = None,
 ) -> list[TrainingRun]:
     """Train runs that are already set up, interleaving their steps so that on CUDA each run's graph replays
     on its own stream while the others run (several small nets fill one GPU better than one). On the CPU the
-    steps simply alternate. Ctrl-C saves every run and raises TrainingInterrupted."""
+    steps simply alternate. Each run moves on to its next epoch as soon as it finishes one, so a fast net never
+    waits for a slow one. `queue` holds more runs to set up (callables returning a set-up run): whenever a run
+    finishes, the next one joins, keeping `concurrency` runs going. Ctrl-C saves every active run and raises
+    TrainingInterrupted. Returns every run trained, in the order they started."""
+    queue = list(queue)
+    limit = concurrency or max(1, len(runs))
+    started = list(runs)
     active = [r for r in runs if not r.done]
+
+    def refill() -> None:
+        while queue and len(active) < limit:
+            run = queue.pop(0)()
+            started.append(run)
+            if progress:
+                progress(run, None)
+            if not run.done:
+                active.append(run)
+            elif run.status != "finished":  # killed after its last checkpoint but before run_info said so
+                run.status = "finished"
+                run._write_info()
+
+    refill()
+    generators = {id(r): r.steps() for r in active}
+    count = 0
     with DeferredInterrupt() as interrupt:
         while active:
-            generators = {id(r): r.steps() for r in active}
-            pending = list(active)
-            count = 0
-            while pending:
-                for run in list(pending):
-                    try:
-                        next(generators[id(run)])
-                    except StopIteration:
-                        pending.remove(run)
-                        row = run.finish_epoch()
-                        if progress:
-                            progress(run, row)
-                count += 1
-                if progress and count % progress_every == 0:
-                    for run in pending:
-                        progress(run, None)
-                if interrupt.requested:
-                    for run in active:
-                        run.save_interrupted()
-                    names = ", ".join(str(r.run_dir) for r in active)
-                    raise TrainingInterrupted(f"interrupted; checkpoints saved in {names}; run the same command with --resume to continue")
-            active = [r for r in active if not r.done]
-    return list(runs)
+            for run in list(active):
+                try:
+                    next(generators[id(run)])
+                    continue
+                except StopIteration:
+                    pass
+                row = run.finish_epoch()
+                if progress:
+                    progress(run, row)
+                if run.done:
+                    active.remove(run)
+                    refill()
+                    for new in active:
+                        generators.setdefault(id(new), new.steps())
+                else:
+                    generators[id(run)] = run.steps()
+            count += 1
+            if progress and count % progress_every == 0:
+                for run in active:
+                    progress(run, None)
+            if interrupt.requested:
+                for run in active:
+                    run.save_interrupted()
+                names = ", ".join(str(r.run_dir) for r in active)
+                raise TrainingInterrupted(f"interrupted; checkpoints saved in {names}; run the same command with --resume to continue")
+    return started
 
 
 def train(

@@ -177,23 +177,22 @@ def run_grid(
     first = todo[0].config
     data = load_dataset(first.data, first.data_dir).to(device)  # once, shared by every run on the device
     start = time.perf_counter()
-    images = 0
-    memory = []
-    for group_start in range(0, len(todo), concurrency):
-        group = todo[group_start : group_start + concurrency]
-        trainers = []
-        for run in group:
+    before: dict[str, int] = {}
+
+    def starter(run: GridRun) -> Callable[[], Any]:
+        def start_run():
             trainer = TrainingRun(run.config, run.run_dir, resume="auto", data=data, name=run.label).setup()
-            trainers.append(trainer)
-            memory.append(trainer.memory_mb)
-            if trainer.epoch or trainer.host_iteration:
+            before[run.label] = trainer.host_iteration
+            if trainer.host_iteration:
                 say(f"resume {run.label} from epoch {trainer.epoch}, iteration {trainer.host_iteration}")
-        done_before = {id(t): t.host_iteration for t in trainers}
-        if progress:
-            for t in trainers:
-                progress(t, None)
-        train_many(trainers, progress=progress)
-        images += sum((t.host_iteration - done_before[id(t)]) * t.config.batch_size for t in trainers)
+            return trainer
+
+        return start_run
+
+    # A pool of `concurrency` runs: when one finishes, the next starts (train_many's queue).
+    trainers = train_many([], queue=[starter(run) for run in todo], concurrency=concurrency, progress=progress)
+    images = sum((t.host_iteration - before[t.name]) * t.config.batch_size for t in trainers)
+    memory = [t.memory_mb for t in trainers]
     wall = time.perf_counter() - start
     return {
         **info,
