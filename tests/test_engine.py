@@ -328,3 +328,49 @@ def test_config_yaml_error_names_the_line_where_it_began(tmp_path):
     path.write_text("model: resnet8\nlr_milestones: [0.5, 0.75\nepochs: 2\n")
     with pytest.raises(ResxError, match=r"at line 3, column \d+: .*started at line 2\)"):
         resolve_config(path)
+
+
+# --- the CUDA-graph path, exercised on the CPU with a stand-in for torch.cuda.graph ------------------------------
+
+
+class _ReplayEager:
+    """Stands in for a captured graph: replay() runs the captured function again."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def replay(self):
+        self.fn()
+
+
+def _fake_capture(fn, *, warmup_steps=3, pool=None):
+    for _ in range(warmup_steps):  # the real capture() runs the warm-up steps for real, as this does
+        fn()
+    return _ReplayEager(fn)
+
+
+def test_graph_capture_warmup_leaves_training_exactly_as_eager(monkeypatch):
+    """capture_graph() must undo its warm-up steps (weights, BN statistics, momentum, counters), so a graphed
+    run trains exactly like an eager one. No GPU here: the capture is replaced by eager replays."""
+    import resx.engine.step as step_module
+
+    eager = TrainingRun(tiny_config(epochs=2), "eager").setup()
+    train_many([eager])
+    monkeypatch.setattr(step_module, "capture", _fake_capture)
+    graphed = TrainingRun(tiny_config(epochs=2), "graphed").setup()
+    graphed.step.capture_graph()
+    assert graphed.step.graph is not None
+    train_many([graphed])
+    pd.testing.assert_frame_equal(results("graphed"), results("eager"))
+
+
+def test_channels_last_step_matches_the_default_layout():
+    """CUDA runs use channels_last; the step (gather, pad, option A shortcut) must compute the same function."""
+    a = TrainingRun(tiny_config(epochs=1), "contiguous").setup()
+    b = TrainingRun(tiny_config(epochs=1), "channels-last").setup()
+    b.net.to(memory_format=torch.channels_last)
+    b.step.channels_last = True
+    train_many([a])
+    train_many([b])
+    x, y = results("contiguous"), results("channels-last")
+    assert (x["train_loss"] - y["train_loss"]).abs().max() < 1e-4
