@@ -19,8 +19,6 @@ from resx.data import load_dataset, normalize, random_crop_flip, resolve_data_di
 from resx.data.sources import MNIST_LIKE
 from resx.errors import ResxError
 
-# torchvision 0.29 deprecates its image codecs (resx decodes ImageFolder JPEGs with them); they still work.
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities of TorchVision:DeprecationWarning")
 
 # --- writers for the on-disk formats ------------------------------------------------------------------------
 
@@ -88,11 +86,10 @@ def write_mnist_like(folder: Path, seed: int = 0) -> dict:
 
 
 def write_jpeg(path: Path, color: tuple[int, int, int], size: int = 8) -> None:
-    from torchvision.io import encode_jpeg, write_file
+    from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = torch.tensor(color, dtype=torch.uint8).view(3, 1, 1).expand(3, size, size).contiguous()
-    write_file(str(path), encode_jpeg(image, quality=95))
+    Image.new("RGB", (size, size), color).save(path, format="JPEG", quality=95)
 
 
 COLORS = {"cat": (250, 10, 10), "dog": (10, 10, 250)}

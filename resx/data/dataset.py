@@ -74,8 +74,11 @@ class ImageData:
 
 
 def channel_stats(images: torch.Tensor, max_images: int = 10_000) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images, scaled to [0, 1] (from at most `max_images` of them)."""
-    sample = images[:max_images].to(torch.float64) / 255.0
+    """Per-channel mean and std of uint8 images, scaled to [0, 1], from at most `max_images` of them spread
+    evenly over the set (an ImageFolder is sorted by class: its first images would all be airplanes)."""
+    n = images.shape[0]
+    index = torch.linspace(0, n - 1, min(n, max_images)).round().long()
+    sample = images[index].to(torch.float64) / 255.0
     mean = sample.mean(dim=(0, 2, 3))
     std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)

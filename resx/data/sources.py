@@ -184,9 +184,16 @@ def list_imagefolder(root: Path) -> dict[str, list[tuple[Path, int]]]:
 
 
 def _decode(path: Path) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    """One image as uint8 [3, H, W]. Pillow (a dependency of torchvision) rather than torchvision.io, whose
+    codecs are deprecated since torchvision 0.29."""
+    from PIL import Image, UnidentifiedImageError
 
-    return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise RuntimeError(f"{path}: {e}") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 def read_imagefolder(root: Path, files: dict) -> tuple[Split, Split, list[str], str]:
