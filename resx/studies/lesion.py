@@ -361,7 +361,15 @@ class LesionEvaluator:
             self._check(plan)
         wrong = torch.zeros(len(plans), dtype=torch.int64, device=self.device)
         loss = torch.zeros(len(plans), dtype=torch.float32, device=self.device)
+        first_of: dict[tuple, int] = {}  # random draws repeat (k = 1 draws among few blocks): evaluate each plan once
         for k, plan in enumerate(plans):
+            key = tuple(plan)
+            if key in first_of:
+                wrong[k], loss[k] = wrong[first_of[key]], loss[first_of[key]]
+                if progress:
+                    progress(k + 1, len(plans))
+                continue
+            first_of[key] = k
             start = self.start_position(plan) if use_cache else None
             for chunk in self.chunks:
                 logits = self._forward_chunk(plan, start, chunk).float()
