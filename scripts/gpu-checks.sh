@@ -50,4 +50,4 @@ case "$step" in
     time resx paths "$W/resnet110" "$W/degradation/resnet56-seed0" "$W/degradation/plain56-seed0" --data $DATA --out "$W/paths" ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac
-} 2>&1 | tr '\r' '\n' | grep -v '━' | tee "$W/log-$step.txt"
+} 2>&1 | tr '\r' '\n' | grep --line-buffered -v '━' | tee "$W/log-$step.txt"
