@@ -82,6 +82,20 @@ def parse_studies(studies: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _parse_ranges(text: str, bad_syntax: str, what: str) -> list[int]:
+    """'5', '1..10' or '1,2,5' (and mixes) -> the integers, in order; one-line errors for bad syntax or lo > hi."""
+    items: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", part)
+        if not m:
+            raise ResxError(bad_syntax)
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise ResxError(f"bad {what} range {part!r}: the end is below the start")
+        items += range(lo, hi + 1)
+    return items
+
+
 def parse_int_list(text: str | int | Iterable[int], what: str = "--swaps") -> list[int]:
     """'1..10' (a range, both ends included), '5', '1,2,5' or '1..3,8'; integers >= 1."""
     if isinstance(text, int):
@@ -89,15 +103,8 @@ def parse_int_list(text: str | int | Iterable[int], what: str = "--swaps") -> li
     elif not isinstance(text, str):
         items = [int(v) for v in text]
     else:
-        items = []
-        for part in text.replace(" ", "").split(","):
-            m = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", part)
-            if not m:
-                raise ResxError(f"bad {what} {text!r}; give a number (5), a range (1..10) or a comma list (1,2,5)")
-            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-            if hi < lo:
-                raise ResxError(f"bad {what} range {part!r}: the end is below the start")
-            items += range(lo, hi + 1)
+        items = _parse_ranges(text, f"bad {what} {text!r}; give a number (5), a range (1..10) or a comma list (1,2,5)",
+                              what)
     if not items or min(items) < 1:
         raise ResxError(f"bad {what} {text!r}: counts must be integers >= 1")
     return list(dict.fromkeys(items))
@@ -108,13 +115,7 @@ def parse_block_list(text: str | Iterable[int] | None) -> list[int] | None:
     if text is None:
         return None
     if isinstance(text, str):
-        items = []
-        for part in text.replace(" ", "").split(","):
-            m = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", part)
-            if not m:
-                raise ResxError(f"bad --blocks {text!r}; give 0-based block indices: 3, 0..8 or 0,5,18")
-            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-            items += range(lo, hi + 1)
+        items = _parse_ranges(text, f"bad --blocks {text!r}; give 0-based block indices: 3, 0..8 or 0,5,18", "--blocks")
         return list(dict.fromkeys(items))
     return list(dict.fromkeys(int(i) for i in text))
 
