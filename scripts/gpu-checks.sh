@@ -13,15 +13,25 @@
 #              on the same warm machine: run folders live in .gpu/work, which stays while the machine is held)
 # Run folders go to .gpu/work/STEP; the CSVs, JSONs, logs and figures come back as one archive $OUT/STEP.tgz
 # (the device tool returns at most 8 files, two folders deep).
+# Rehearse every step on a CPU-only machine first (tiny synthetic data, 1 epoch; a few minutes in all):
+#     for s in smoke train accuracy bench degrade studies; do GPU_CHECKS_REHEARSAL=1 OUT=/tmp/gpu-rehearsal bash scripts/gpu-checks.sh $s; done
 set -euo pipefail
 step=${1:-smoke}
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT" .gpu/work
-if [ ! -d .gpu/cifar10-jpeg ]; then
-  python3 .gpu/unpack_cifar10_jpeg.py .gpu/cifar10-jpeg .gpu/cifar10-jpeg.npz
-fi
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 RESX_DATA=$PWD/.gpu/data COLUMNS=120
-DATA=imagefolder:.gpu/cifar10-jpeg
+if [ "${GPU_CHECKS_REHEARSAL:-0}" = 1 ]; then
+  # Rehearsal on a CPU-only machine: the same commands, on tiny synthetic data with 1-epoch schedules, so that a
+  # wrong option, folder name or missing file shows up here and not in the GPU session's 30 minutes.
+  DATA=synthetic:train=512,test=128,size=8
+  DEV="--device cpu" EPOCHS=1 SHORT=1 BENCH_SECONDS=1 SAMPLES="--samples 4" LESION="--draws 2 --max-k 3 --swaps 1..2"
+else
+  if [ ! -d .gpu/cifar10-jpeg ]; then
+    python3 .gpu/unpack_cifar10_jpeg.py .gpu/cifar10-jpeg .gpu/cifar10-jpeg.npz
+  fi
+  DATA=imagefolder:.gpu/cifar10-jpeg
+  DEV="--device cuda" EPOCHS=20 SHORT=2 BENCH_SECONDS=8 SAMPLES="" LESION=""
+fi
 W=.gpu/work
 resx() { python3 -m resx "$@"; }
 trap 'tar czf "$OUT/$step.tgz" --exclude="*.pt" -C .gpu work' EXIT  # whatever happens, bring back what exists
@@ -29,25 +39,28 @@ trap 'tar czf "$OUT/$step.tgz" --exclude="*.pt" -C .gpu work' EXIT  # whatever h
 {
 case "$step" in
   smoke)
-    resx train resnet20 --data $DATA --epochs 2 --overwrite --out "$W/smoke-graph"
-    resx train resnet20 --data $DATA --epochs 2 --no-graph --precision fp32 --overwrite --out "$W/smoke-eager"
-    resx bench --models resnet56 --seconds 5 --data $DATA --out "$W/bench-smoke" ;;
+    resx train resnet20 --data $DATA $DEV --epochs $SHORT --overwrite --out "$W/smoke-graph"
+    resx train resnet20 --data $DATA $DEV --epochs $SHORT --no-graph --precision fp32 --overwrite --out "$W/smoke-eager"
+    resx bench --models resnet56 --seconds $BENCH_SECONDS --data $DATA $DEV --out "$W/bench-smoke" ;;
   train)
-    resx compare-plain --depths 20,56 --seeds 1 --epochs 20 --data $DATA --out "$W/train20" ;;
+    resx compare-plain --depths 20,56 --seeds 1 --epochs $EPOCHS --data $DATA $DEV --out "$W/train20" ;;
   accuracy)
     for s in 0 1; do
-      resx train resnet20 --data $DATA --epochs 20 --seed $s --overwrite --out "$W/acc-bf16-graph-s$s"
-      resx train resnet20 --data $DATA --epochs 20 --seed $s --precision fp32 --no-graph --overwrite --out "$W/acc-fp32-eager-s$s"
+      resx train resnet20 --data $DATA $DEV --epochs $EPOCHS --seed $s --overwrite --out "$W/acc-bf16-graph-s$s"
+      resx train resnet20 --data $DATA $DEV --epochs $EPOCHS --seed $s --precision fp32 --no-graph --overwrite \
+        --out "$W/acc-fp32-eager-s$s"
     done ;;
   bench)
-    resx bench --data $DATA --seconds 8 --out "$W/bench" ;;
+    resx bench --data $DATA $DEV --seconds $BENCH_SECONDS --out "$W/bench" ;;
   degrade)
+    [ "$EPOCHS" = 20 ] && E="" || E="--epochs $EPOCHS"  # the quick profile's own schedule on the GPU
     resx compare-plain --config experiments/degradation-quick.yaml --depths 20,56 --residual-depths "" --seeds 2 \
-      --data $DATA --out "$W/degradation" ;;
+      $E --data $DATA $DEV --out "$W/degradation" ;;
   studies)
-    resx train resnet110 --data $DATA --epochs 20 --warmup-lr 0.01 --out "$W/resnet110" || true  # finished: refuses, fine
-    time resx lesion "$W/resnet110" "$W/degradation/plain56-seed0" --data $DATA --out "$W/lesion"
-    time resx paths "$W/resnet110" "$W/degradation/resnet56-seed0" "$W/degradation/plain56-seed0" --data $DATA --out "$W/paths" ;;
+    resx train resnet110 --data $DATA $DEV --epochs $EPOCHS --warmup-lr 0.01 --out "$W/resnet110" || true  # finished: refuses, fine
+    time resx lesion "$W/resnet110" "$W/degradation/plain56-seed0" --data $DATA $DEV $LESION --out "$W/lesion"
+    time resx paths "$W/resnet110" "$W/degradation/resnet56-seed0" "$W/degradation/plain56-seed0" --data $DATA $DEV \
+      $SAMPLES --out "$W/paths" ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac
 } 2>&1 | tr '\r' '\n' | grep --line-buffered -v '━' | tee "$W/log-$step.txt"
