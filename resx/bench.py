@@ -48,16 +48,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _peak_mb(device: torch.device) -> float:
+def _peak_mb(device: torch.device, baseline: int = 0) -> float:
+    """CUDA: the most memory the method held above `baseline` (bytes allocated before it started); CPU: the
+    process's peak resident memory."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        return (torch.cuda.max_memory_allocated(device) - baseline) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (kB on Linux)
 
 
-def _reset_peak(device: torch.device) -> None:
+def _reset_peak(device: torch.device) -> int:
+    """Start a new peak measurement; returns the bytes allocated now (CUDA), the baseline for `_peak_mb`."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    return 0
 
 
 def _timed(step: Callable[[], None], device: torch.device, seconds: float, warmup: int = 3) -> tuple[int, float]:
@@ -84,7 +89,7 @@ class _PILDataset(torch.utils.data.Dataset):
         import torchvision.transforms as T
 
         self.images, self.labels = data.train_images.cpu(), data.train_labels.cpu()
-        size = data.image_size
+        size = tuple(data.train_images.shape[-2:])  # (H, W): ImageFolder images need not be square
         self.transform = T.Compose([
             T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(data.mean, data.std),
         ])
@@ -126,12 +131,13 @@ def bench_common_recipe(model: str, data: ImageData, device: torch.device, s: Be
     return steps * s.batch_size / elapsed
 
 
-def _resx_step(model: str, data: ImageData, device: torch.device, s: BenchSettings, *, graph: bool, precision: str) -> TrainStep:
+def _resx_step(model: str, data: ImageData, device: torch.device, s: BenchSettings, *, graph: bool, precision: str,
+               seed: int = 0) -> TrainStep:
     net = create_model(model, **data.model_options).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     step = TrainStep(net.train(), data, batch_size=s.batch_size, momentum=0.9, weight_decay=1e-4, lr=0.1,
-                     precision=precision, augment=data.augment, device=device)
+                     precision=precision, augment=data.augment, device=device, seed=seed)
     step.start_epoch()
     if graph and device.type == "cuda":
         step.capture_graph()
@@ -162,9 +168,9 @@ def bench_resx_concurrent(model: str, data: ImageData, device: torch.device, s: 
     """`concurrency` independent runs, each replaying its graph on its own stream, interleaved step by step."""
     streams = [torch.cuda.Stream(device) if device.type == "cuda" else None for _ in range(s.concurrency)]
     steppers = []
-    for stream in streams:
+    for seed, stream in enumerate(streams):
         with torch.cuda.stream(stream) if stream is not None else _null():
-            steppers.append(_stepper(_resx_step(model, data, device, s, graph=True, precision=precision)))
+            steppers.append(_stepper(_resx_step(model, data, device, s, graph=True, precision=precision, seed=seed)))
 
     def all_step() -> None:
         for stream, run in zip(streams, steppers):
@@ -204,6 +210,8 @@ def run_bench(
     torch.manual_seed(seed)
     dataset = load_dataset(data, data_dir)
     on_device = dataset.to(dev)
+    # resx keeps the training set on the GPU: count it in resx's memory, not in the common recipe's.
+    resident_mb = on_device.train_images.nbytes / 2**20 if dev.type == "cuda" else 0.0
     from resx.models import get_model_spec
     from resx.provenance import device_name
 
@@ -214,7 +222,7 @@ def run_bench(
     rows = []
     for model in settings.models:
         for method in settings.methods:
-            _reset_peak(dev)
+            baseline = _reset_peak(dev)
             start = time.perf_counter()
             if method == "common-recipe":
                 ips = bench_common_recipe(model, dataset, dev, settings)
@@ -224,8 +232,9 @@ def run_bench(
                 ips = bench_resx(model, on_device, dev, settings, graph=True, precision=fast_precision)
             else:
                 ips = bench_resx_concurrent(model, on_device, dev, settings, fast_precision)
+            peak_mb = _peak_mb(dev, baseline) + (resident_mb if method != "common-recipe" else 0.0)
             row = dict(model=model, method=method, batch_size=settings.batch_size, images_per_second=round(ips, 1),
-                       peak_memory_mb=round(_peak_mb(dev), 1),
+                       peak_memory_mb=round(peak_mb, 1),
                        concurrency=settings.concurrency if method == "resx-concurrent" else 1,
                        device_name=name, seconds=round(time.perf_counter() - start, 2))
             rows.append(row)

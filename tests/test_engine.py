@@ -364,6 +364,53 @@ def test_graph_capture_warmup_leaves_training_exactly_as_eager(monkeypatch):
     pd.testing.assert_frame_equal(results("graphed"), results("eager"))
 
 
+def test_graphed_resume_from_the_end_of_an_epoch(monkeypatch):
+    """A checkpoint written at the end of an epoch leaves the step's cursor past the epoch's last batch; the
+    graph's warm-up steps must not start from there (on CUDA: a device-side assert). Resumed and graphed, the
+    run still equals an uninterrupted eager one."""
+    import resx.engine.step as step_module
+
+    train(tiny_config(epochs=2), "straight")
+    first = TrainingRun(tiny_config(epochs=2), "resumed").setup()
+    train_epochs(first, 1)
+    del first
+    monkeypatch.setattr(step_module, "capture", _fake_capture)
+    run = TrainingRun(tiny_config(epochs=2), "resumed", resume="require").setup()
+    assert int(run.step.state.cursor) == run.step.steps_per_epoch
+    run.step.capture_graph()
+    assert int(run.step.state.cursor) == run.step.steps_per_epoch  # restored after the warm-up
+    train_many([run])
+    pd.testing.assert_frame_equal(results("resumed"), results("straight"))
+
+
+def test_a_run_draws_from_its_own_generator():
+    """Everything random in training (order, crops, flips, stochastic depth) comes from the run's generator:
+    another run reseeding or drawing from the global generators between its steps changes nothing. (On CUDA,
+    where graphs replay, this is what keeps concurrent runs independent and each one reproducible.)"""
+    config = tiny_config(epochs=2, model="resnet14", stochastic_depth=0.5)
+    train(config, "alone")
+    run = TrainingRun(config, "disturbed").setup()
+    while not run.done:
+        for _ in run.steps():
+            torch.manual_seed(1234)  # what a queued run's setup does
+            torch.rand(100)
+        run.finish_epoch()
+    pd.testing.assert_frame_equal(results("disturbed"), results("alone"))
+
+
+def test_stochastic_depth_draws_follow_the_survival_probabilities():
+    """Huang et al. 2016: block l is kept with probability p_l, one draw per block per mini-batch."""
+    run = TrainingRun(tiny_config(model="resnet14", stochastic_depth=0.5), "sd").setup()
+    step = run.step
+    assert step.stochastic_depth
+    kept = torch.stack([step.start_epoch() or step.state.keep.clone() for _ in range(100)]).flatten(0, 1)
+    assert set(kept.unique().tolist()) <= {0.0, 1.0}
+    expected = torch.tensor(run.net.survival_probs())
+    assert (kept.mean(0) - expected).abs().max() < 0.06  # 800 draws per block
+    plain = TrainingRun(tiny_config(epochs=1), "no-sd").setup()
+    assert not plain.step.stochastic_depth
+
+
 def test_channels_last_step_matches_the_default_layout():
     """CUDA runs use channels_last; the step (gather, pad, option A shortcut) must compute the same function."""
     a = TrainingRun(tiny_config(epochs=1), "contiguous").setup()
@@ -374,3 +421,30 @@ def test_channels_last_step_matches_the_default_layout():
     train_many([b])
     x, y = results("contiguous"), results("channels-last")
     assert (x["train_loss"] - y["train_loss"]).abs().max() < 1e-4
+
+
+# --- device and precision choices that only a GPU run would reach ------------------------------------------------
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), "fp32"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_precision_is_bf16_only_where_the_gpu_computes_it(monkeypatch, capability, expected):
+    from resx.engine.device import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision("auto", torch.device("cuda")) == expected
+    assert resolve_precision("bf16", torch.device("cuda")) == "bf16"  # asked for: given
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_evaluation_ignores_padding_rows_even_when_they_overflow():
+    """The graphed evaluation pads its last batch with stale rows; an infinite loss there must not make NaN."""
+    from resx.data import load_dataset
+    from resx.engine.evaluate import Evaluator
+
+    data = load_dataset(TINY_DATA)
+    evaluator = Evaluator(torch.nn.Identity(), data, device=torch.device("cpu"))
+    logits_net = lambda x: torch.full((x.shape[0], data.num_classes), float("inf")).index_fill(1, torch.tensor([0]), 0.0)  # noqa: E731
+    images, labels = data.test_images[:4], data.test_labels[:4]
+    valid = torch.zeros(4, dtype=torch.bool)
+    loss, wrong = evaluator._batch_stats(logits_net, images, labels, valid)
+    assert float(loss) == 0.0 and int(wrong) == 0

@@ -329,3 +329,18 @@ def test_pad_shortcut_subsamples_and_zero_pads():
 def test_pad_shortcut_cannot_shrink():
     with pytest.raises(ValueError):
         PadShortcut(8, 4)
+
+
+def test_stochastic_depth_follows_the_given_draws():
+    """The training step passes each mini-batch's draws in (`keep`): 1 runs the branch, 0 leaves the shortcut."""
+    torch.manual_seed(0)
+    net = create_model("resnet14", stochastic_depth=0.5).train()
+    block = net.blocks[1]
+    block.branch.eval()  # deterministic BN: only the drop decision differs
+    x = torch.randn(4, block.in_channels, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, torch.tensor(1.0)), F.relu(block.branch(x) + x))
+        torch.testing.assert_close(block(x, torch.tensor(0.0)), block.forward_deleted(x))
+        net.eval()
+        keep = torch.zeros(len(net.blocks))
+        torch.testing.assert_close(net(torch.randn(2, 3, 8, 8), keep).shape, torch.Size([2, 10]))

@@ -2,8 +2,9 @@
 
 He et al. 2015 §4.2 (after Lee et al. 2015): "4 pixels are padded on each side, and a 32x32 crop is randomly
 sampled from the padded image or its horizontal flip". Each image of the batch gets its own crop offset and
-flip; both are folded into one index so the whole batch is augmented by a single `gather`. Random numbers are
-drawn on the device, so the step can be captured as a CUDA graph and replayed.
+flip; both are folded into one index so the whole batch is augmented by a single `gather`. The random offsets
+and flips are drawn apart from the gather (`draw_crop_flip`), a whole epoch at a time, from each run's own
+generator: a captured CUDA graph then reads them like any other input and holds no random-number state.
 """
 
 from __future__ import annotations
@@ -12,22 +13,47 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop_flip(images: torch.Tensor, pad: int = 4, flip: bool = True) -> torch.Tensor:
-    """uint8 [B, C, H, W] -> uint8 [B, C, H, W]: zero-pad by `pad`, random crop, random horizontal flip."""
+def draw_crop_flip(
+    count: int,
+    batch: int,
+    *,
+    pad: int = 4,
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random part of `random_crop_flip` for `count` batches at once: crop offsets int64 [count, batch, 2]
+    (y, x in 0..2*pad) and flips bool [count, batch]. The training step draws a whole epoch's worth up front
+    from its run's own generator, so no random number is drawn inside a captured CUDA graph (see engine/step.py)."""
+    offsets = torch.randint(0, 2 * pad + 1, (count, batch, 2), generator=generator, device=device)
+    if flip:
+        flips = torch.rand((count, batch), generator=generator, device=device) < 0.5
+    else:
+        flips = torch.zeros((count, batch), dtype=torch.bool, device=device)
+    return offsets, flips
+
+
+def crop_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> uint8 [B, C, H, W]: zero-pad by `pad`, crop at `offsets` [B, 2] (y, x), then flip
+    horizontally where `flips` [B] is true. One gather for the whole batch."""
     b, c, h, w = images.shape
     device = images.device
     padded = F.pad(images, (pad, pad, pad, pad))
     pw = w + 2 * pad
-    offset_y = torch.randint(0, 2 * pad + 1, (b, 1), device=device)
-    offset_x = torch.randint(0, 2 * pad + 1, (b, 1), device=device)
-    rows = offset_y + torch.arange(h, device=device)  # [B, H]
+    rows = offsets[:, 0:1] + torch.arange(h, device=device)  # [B, H]
     cols = torch.arange(w, device=device).expand(b, w)  # [B, W]
-    if flip:
-        flipped = torch.rand((b, 1), device=device) < 0.5
-        cols = torch.where(flipped, (w - 1) - cols, cols)
-    cols = offset_x + cols
+    cols = torch.where(flips.view(b, 1), (w - 1) - cols, cols)
+    cols = offsets[:, 1:2] + cols
     index = (rows[:, :, None] * pw + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
     return padded.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
+
+
+def random_crop_flip(
+    images: torch.Tensor, pad: int = 4, flip: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> uint8 [B, C, H, W]: zero-pad by `pad`, random crop, random horizontal flip."""
+    offsets, flips = draw_crop_flip(1, images.shape[0], pad=pad, flip=flip, generator=generator, device=images.device)
+    return crop_flip(images, offsets[0], flips[0], pad=pad)
 
 
 def normalize(

@@ -19,14 +19,20 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ResxError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        # One GPU per process: make it the current device, so that default streams, graph capture (its side
+        # stream and capture stream are the current device's) and allocations all land on the one asked for.
+        torch.cuda.set_device(device)
         return device
     raise ResxError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto: bf16 autocast on CUDA (weights and BN statistics stay fp32), fp32 on the CPU."""
+    """auto: bf16 autocast on CUDA GPUs that compute in bf16 natively (Ampere, compute capability 8.0, and later;
+    weights and BN statistics stay fp32), fp32 elsewhere: older GPUs (T4, V100) only emulate bf16, slowly."""
     if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
+            return "bf16"
+        return "fp32"
     if precision not in ("fp32", "bf16"):
         raise ResxError(f"unknown precision {precision!r}; allowed: auto, fp32, bf16")
     return precision

@@ -55,8 +55,8 @@ class Evaluator:
             logits = forward(x)
         loss = F.cross_entropy(logits.float(), labels, reduction="none")
         wrong = logits.argmax(dim=1) != labels
-        if valid is not None:
-            loss, wrong = loss * valid, wrong & valid
+        if valid is not None:  # padding rows hold stale images: drop them (where, not *, since inf * 0 is NaN)
+            loss, wrong = torch.where(valid, loss, 0.0), wrong & valid
         return loss.sum(), wrong.sum()
 
     @torch.no_grad()
@@ -89,6 +89,22 @@ class Evaluator:
             return float(total_loss) / n, int(total_errors) / n
         finally:
             self.net.train(was_training)
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """Capture the graph of the plain net's evaluation now (else: at the first evaluation), so that the
+        memory it takes is counted where the caller measures a run's memory."""
+        if self.use_graph:
+            was_training = self.net.training
+            self.net.eval()
+            try:
+                self._graph_for(0, self.net)
+            finally:
+                self.net.train(was_training)
+
+    def release(self) -> None:
+        """Let go of the captured graphs (and their memory pools); they are captured again when needed."""
+        self._graphs.clear()
 
     def _graph_for(self, key: int, forward) -> torch.cuda.CUDAGraph:
         if key not in self._graphs:

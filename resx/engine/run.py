@@ -117,7 +117,7 @@ class TrainingRun:
         resume_from = self._check_folder()
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the initial weights; training's own draws come from the step's generator
         data = self._given_data or load_dataset(cfg.data, cfg.data_dir)
         if cfg.batch_size > data.train_images.shape[0]:
             raise ResxError(f"batch size {cfg.batch_size} is larger than the training set ({data.train_images.shape[0]} images)")
@@ -127,7 +127,11 @@ class TrainingRun:
             torch.cuda.synchronize(self.device)
             torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once, in the graph's warm-up
             self.stream = torch.cuda.Stream(self.device)
-        memory_before = torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else 0
+        memory_before = 0
+        if self.device.type == "cuda":
+            # Peak, not current, allocation: a captured graph's memory pool counts as free once capture ends.
+            torch.cuda.reset_peak_memory_stats(self.device)
+            memory_before = torch.cuda.memory_allocated(self.device)
         try:
             with self._on_stream():
                 self.net = create_model(cfg.model, **self.data.model_options, **cfg.model_options()).to(self.device)
@@ -138,7 +142,7 @@ class TrainingRun:
                 self.step = TrainStep(
                     self.net, self.data, batch_size=cfg.batch_size, momentum=cfg.momentum,
                     weight_decay=cfg.weight_decay, lr=self.lr_at(0), precision=self.precision,
-                    augment=augment, device=self.device,
+                    augment=augment, device=self.device, seed=cfg.seed,
                 )
                 self.total_iterations = self._total_iterations()
                 self.total_epochs = math.ceil(self.total_iterations / self.step.steps_per_epoch)
@@ -150,14 +154,16 @@ class TrainingRun:
                     self._restore(resume_from)
                 if self.device.type == "cuda" and cfg.graph:
                     self.step.capture_graph()
+                    self.evaluator.prepare()
         except torch.OutOfMemoryError:
             raise ResxError(
                 f"CUDA out of memory building {cfg.model} at batch size {cfg.batch_size}; "
                 "try a smaller --batch-size or fewer concurrent runs (--concurrency)"
             ) from None
         self.memory_mb = (
-            (torch.cuda.memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
+            (torch.cuda.max_memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
         )
+        self.graphed = self.step.graph is not None
         if self.overwrite:  # only now: a command that fails above must not cost the user the old run
             for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
                 (self.run_dir / f).unlink(missing_ok=True)
@@ -165,30 +171,8 @@ class TrainingRun:
         write_yaml_atomic(self.run_dir / "config.yaml", cfg.to_dict())
         self.env = environment(self.device)
         self.status = "running"
-        # This run's own CPU random stream (seeded above, or restored from the checkpoint), swapped in around each
-        # of its steps, so that runs interleaved by train_many draw the same numbers as they would alone.
-        self._cpu_rng = torch.get_rng_state()
         self._write_info()
         return self
-
-    def _own_rng(self):
-        """Swap this run's CPU random state in for the duration of the block (see `_cpu_rng`). On CUDA the
-        augmentation draws on the device's generator, which graph replays share: concurrent CUDA runs are
-        independent in distribution, not bit for bit (cuDNN's backward is not bit-reproducible either)."""
-        import contextlib
-
-        if self.device.type == "cuda":  # the step draws nothing from the CPU generator there: keep the loop lean
-            return contextlib.nullcontext()
-
-        @contextlib.contextmanager
-        def swap():
-            torch.set_rng_state(self._cpu_rng)
-            try:
-                yield
-            finally:
-                self._cpu_rng = torch.get_rng_state()
-
-        return swap()
 
     def _total_iterations(self) -> int:
         cfg = self.config
@@ -219,9 +203,7 @@ class TrainingRun:
     # --- checkpoints -----------------------------------------------------------------------------------
     def _checkpoint(self) -> dict[str, Any]:
         s = self.step.state
-        rng = {"cpu": self._cpu_rng}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rng = {"step": self.step.generator.get_state()}  # the run's own generator (see engine/step.py)
         return {
             "format": ckpt_io.FORMAT,
             "version": ckpt_io.VERSION,
@@ -261,9 +243,11 @@ class TrainingRun:
         self.elapsed = ckpt["elapsed"]
         self.warmup_done = ckpt["warmup_done"]
         self.metrics = list(ckpt["metrics"])
-        torch.set_rng_state(ckpt["rng"]["cpu"])
-        if self.device.type == "cuda" and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+        try:
+            self.step.generator.set_state(ckpt["rng"]["step"])
+        except (KeyError, RuntimeError) as e:
+            raise ResxError(f"checkpoint in {self.run_dir} has no usable random state ({e}); it was written by an "
+                            "older resx: start the run again with --overwrite") from None
         # metrics.csv may hold a row written after this checkpoint's epoch (killed in between): rewrite it.
         self._write_metrics()
 
@@ -293,7 +277,7 @@ class TrainingRun:
             "blocks": len(self.net.blocks),
             "dataset": self.data.describe(),
             "precision": self.precision,
-            "cuda_graph": self.step.graph is not None,
+            "cuda_graph": self.graphed,
             "iteration_means": f"one batch of {self.config.batch_size} training images",
             "total_iterations": self.total_iterations,
             "steps_per_epoch": self.step.steps_per_epoch,
@@ -314,14 +298,14 @@ class TrainingRun:
     def steps(self) -> Iterator[None]:
         """Enqueue the steps of the current epoch one by one (yielding after each); then `finish_epoch`.
 
-        The CUDA stream and the random state are entered around each step, never held across a `yield`: the
-        current stream is global state, and `train_many` resumes other runs' generators in between."""
+        The CUDA stream is entered around each step, never held across a `yield`: the current stream is global
+        state, and `train_many` resumes other runs' generators in between. Nothing here touches a global random
+        generator: the step's draws come from the run's own (engine/step.py)."""
         steps_this_epoch = min(self.step.steps_per_epoch, self.total_iterations - (self.host_iteration - self._cursor))
         current_lr = self.lr_at(self.host_iteration)
         with self._on_stream():
             if self._cursor == 0:
-                with self._own_rng():
-                    self.step.start_epoch()
+                self.step.start_epoch()
             self._epoch_started = time.perf_counter()
             self.step.set_lr(current_lr)
         while self._cursor < steps_this_epoch:
@@ -330,8 +314,7 @@ class TrainingRun:
                 if lr != current_lr:
                     self.step.set_lr(lr)
                     current_lr = lr
-                with self._own_rng():
-                    self.step()
+                self.step()
             self._cursor += 1
             self.host_iteration += 1
             yield
@@ -386,6 +369,12 @@ class TrainingRun:
             f"loss became NaN or infinite at epoch {epoch}, iteration {iteration} (lr {self.lr_at(iteration):g}) "
             f"in {self.run_dir}; {where}; lower --lr and start again with --overwrite"
         )
+
+    def release_graphs(self) -> None:
+        """A finished run lets go of its captured graphs, whose memory pools hold most of its GPU memory, so
+        the runs queued after it get that memory. Its weights stay (`run.net`) for whoever called train."""
+        self.step.graph = None
+        self.evaluator.release()
 
     def save_interrupted(self) -> None:
         """Ctrl-C: wait for the queued steps, then save a mid-epoch checkpoint that resumes exactly."""
@@ -443,6 +432,7 @@ def train_many(
                     progress(run, row)
                 if run.done:
                     active.remove(run)
+                    run.release_graphs()
                     refill()
                     for new in active:
                         generators.setdefault(id(new), new.steps())

@@ -4,6 +4,11 @@ Everything the step reads or writes lives in device tensors that keep their addr
 sample order and a cursor into it, the learning rate, the momentum buffers, and running sums of loss and errors.
 So the host never synchronises per step: it replays the graph (or calls the eager step on the CPU) and reads the
 sums once per epoch.
+
+Randomness: at the start of each epoch, `start_epoch` draws everything random the epoch needs (sample order, crop
+offsets and flips, stochastic-depth masks) from the run's own generator, into `StepState`. The step only indexes
+them with the cursor. So a captured graph holds no random-number state: runs sharing one GPU never share or
+reseed a generator, a run's draws depend on its seed alone, and a checkpoint holds them, so resuming is exact.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from resx.data.augment import normalize, random_crop_flip
+from resx.data.augment import crop_flip, draw_crop_flip, normalize
 from resx.data.dataset import ImageData
 from resx.engine.device import autocast
 from resx.engine.graphs import capture
@@ -25,6 +30,9 @@ class StepState:
     """Device tensors the step reads and updates in place."""
 
     order: torch.Tensor  # int64 [steps_per_epoch * batch]: this epoch's sample order
+    crop_offsets: torch.Tensor  # int64 [steps_per_epoch, batch, 2]: this epoch's crop offsets (y, x)
+    flips: torch.Tensor  # bool [steps_per_epoch, batch]: this epoch's horizontal flips
+    keep: torch.Tensor  # float32 [steps_per_epoch, blocks]: this epoch's stochastic-depth draws (1 keeps a branch)
     cursor: torch.Tensor  # int64 []: index of the next batch within the epoch
     iteration: torch.Tensor  # int64 []: global iteration counter
     lr: torch.Tensor  # float32 []
@@ -39,7 +47,9 @@ class StepState:
         self.error_sum.zero_()
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k) for k in ("order", "cursor", "iteration", "lr", "loss_sum", "error_sum", "first_bad_iteration")}
+        names = ("order", "crop_offsets", "flips", "keep", "cursor", "iteration", "lr", "loss_sum", "error_sum",
+                 "first_bad_iteration")
+        return {k: getattr(self, k) for k in names}
 
 
 class TrainStep:
@@ -57,6 +67,7 @@ class TrainStep:
         precision: str,
         augment: bool,
         device: torch.device,
+        seed: int = 0,
     ):
         self.net, self.data, self.device = net, data, device
         self.batch_size, self.momentum, self.weight_decay = batch_size, momentum, weight_decay
@@ -72,8 +83,18 @@ class TrainStep:
         self.mean = torch.tensor(data.mean, device=device).view(shape)
         self.std = torch.tensor(data.std, device=device).view(shape)
         zeros = lambda dtype: torch.zeros((), dtype=dtype, device=device)  # noqa: E731
+        # The run's own random stream (see the module docstring); its state goes into checkpoints.
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        probs = net.survival_probs() if hasattr(net, "survival_probs") else []  # every zoo net is a BlockNet
+        self.survival = torch.tensor(probs, dtype=torch.float32, device=device)
+        self.stochastic_depth = bool((self.survival < 1.0).any())
+        steps = self.steps_per_epoch
         self.state = StepState(
-            order=torch.arange(self.steps_per_epoch * batch_size, device=device),
+            order=torch.arange(steps * batch_size, device=device),
+            crop_offsets=torch.zeros((steps, batch_size, 2), dtype=torch.int64, device=device),
+            flips=torch.zeros((steps, batch_size), dtype=torch.bool, device=device),
+            keep=torch.ones((steps, len(self.survival)), dtype=torch.float32, device=device),
             cursor=zeros(torch.int64),
             iteration=zeros(torch.int64),
             lr=torch.tensor(lr, dtype=torch.float32, device=device),
@@ -87,14 +108,15 @@ class TrainStep:
     # --- the step itself ------------------------------------------------------------------------------------
     def _step(self) -> None:
         s = self.state
-        batch_index = s.order.view(-1, self.batch_size).index_select(0, s.cursor.view(1)).view(-1)
+        at = s.cursor.view(1)  # this step's row of every per-epoch draw
+        batch_index = s.order.view(-1, self.batch_size).index_select(0, at).view(-1)
         images = self.data.train_images.index_select(0, batch_index)
         labels = self.data.train_labels.index_select(0, batch_index)
         if self.augment:
-            images = random_crop_flip(images)
+            images = crop_flip(images, s.crop_offsets.index_select(0, at)[0], s.flips.index_select(0, at)[0])
         x = normalize(images, self.mean, self.std, channels_last=self.channels_last)
         with autocast(self.device, self.precision):
-            logits = self.net(x)
+            logits = self.net(x, s.keep.index_select(0, at)[0]) if self.stochastic_depth else self.net(x)
         loss = F.cross_entropy(logits.float(), labels)
         grads = torch.autograd.grad(loss, self.params)
         sgd_update(self.params, grads, s.momentum_buffers, s.lr, self.momentum, self.weight_decay)
@@ -116,8 +138,11 @@ class TrainStep:
     # --- CUDA graph ---------------------------------------------------------------------------------------
     def capture_graph(self) -> None:
         """Capture the step as a CUDA graph. The warm-up steps change weights, BN statistics, momentum and
-        counters, so all of them are saved before and restored after: training stays exactly as if eager."""
+        counters, so all of them are saved before and restored after: training stays exactly as if eager.
+        The warm-up starts from the epoch's first batch: a resumed run's cursor may stand at the end of an epoch,
+        and three steps from there would index past the epoch's draws."""
         saved = [t.detach().clone() for t in self._mutable_tensors()]
+        self.state.cursor.zero_()
         self.graph = capture(self._step)
         with torch.no_grad():
             for t, copy in zip(self._mutable_tensors(), saved):
@@ -134,11 +159,17 @@ class TrainStep:
 
     # --- host-side control (a few tiny launches per epoch, no synchronisation) ------------------------------
     def start_epoch(self) -> None:
-        """Draw this epoch's sample order on the device and reset the epoch's sums."""
+        """Draw everything random this epoch needs from the run's generator, on the device, and reset the sums."""
+        s, g, steps = self.state, self.generator, self.steps_per_epoch
         n = self.data.train_images.shape[0]
-        perm = torch.randperm(n, device=self.device)[: self.steps_per_epoch * self.batch_size]
-        self.state.order.copy_(perm)
-        self.state.reset_epoch_sums()
+        s.order.copy_(torch.randperm(n, generator=g, device=self.device)[: steps * self.batch_size])
+        if self.augment:
+            offsets, flips = draw_crop_flip(steps, self.batch_size, generator=g, device=self.device)
+            s.crop_offsets.copy_(offsets)
+            s.flips.copy_(flips)
+        if self.stochastic_depth:  # Huang et al. 2016: one Bernoulli draw per block per mini-batch
+            s.keep.copy_(torch.rand(s.keep.shape, generator=g, device=self.device) < self.survival)
+        s.reset_epoch_sums()
 
     def set_lr(self, lr: float) -> None:
         self.state.lr.fill_(lr)

@@ -112,20 +112,22 @@ class ResidualBlock(nn.Module):
     def _finish(self, out: torch.Tensor) -> torch.Tensor:
         return F.relu(out) if self.post_activation else out
 
-    def branch_output(self, x: torch.Tensor) -> torch.Tensor:
-        """f(x), with stochastic depth applied (Huang et al. 2016, Eq. 2 and §3 'test time')."""
+    def branch_output(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """f(x), with stochastic depth applied (Huang et al. 2016, Eq. 2 and §3 'test time').
+        `keep` (a 0-dim tensor, 1 or 0): this mini-batch's draw, made by the caller; the training step draws a
+        whole epoch's in advance from its own generator (engine/step.py). Without it, the block draws itself."""
         out = self.branch(x)
         if self.survival_prob < 1.0:
             if self.training:
-                # One Bernoulli draw per mini-batch, made on the device so a CUDA graph can replay it.
-                keep = (torch.rand((), device=out.device) < self.survival_prob).to(out.dtype)
-                out = out * keep
+                if keep is None:  # one Bernoulli draw per mini-batch
+                    keep = torch.rand((), device=out.device) < self.survival_prob
+                out = out * keep.to(out.dtype)
             else:
                 out = out * self.survival_prob
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.branch_output(x)
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.branch_output(x, keep)
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         return self._finish(out)

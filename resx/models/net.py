@@ -41,11 +41,17 @@ class BlockNet(nn.Module):
         self.model_options: dict = {}
 
     # --- the plain forward pass --------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """`keep` [n_blocks]: this mini-batch's stochastic-depth draws (1 keeps a block's branch, 0 drops it),
+        made by the caller; read only by blocks with survival probability below 1, in training mode."""
         h = self.stem(x)
-        for block in self.blocks:
-            h = block(h)
+        for i, block in enumerate(self.blocks):
+            h = block(h, keep[i]) if keep is not None and block.survival_prob < 1.0 else block(h)
         return self.head(h)
+
+    def survival_probs(self) -> list[float]:
+        """Each block's stochastic-depth survival probability (all 1.0 when it is off)."""
+        return [block.survival_prob for block in self.blocks]
 
     # --- the uniform block interface -----------------------------------------------------------------------
     @property

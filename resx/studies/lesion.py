@@ -213,13 +213,20 @@ def choose_cached_positions(sizes: Sequence[int], budget: int) -> list[int]:
     return []
 
 
+def free_cuda_memory(device: torch.device) -> int:
+    """Bytes free on the GPU, counting what PyTorch holds cached but unused (the previous run's lesion cache,
+    released but still reserved, would otherwise shrink the next run's batch and cache)."""
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info(device)
+    return free
+
+
 def default_cache_budget(device: torch.device) -> int:
     """Bytes for the prefix cache. CUDA: half the free memory (ResNet-110 on 10,000 CIFAR images needs about
     10.6 GB in bf16). CPU: a quarter of the available RAM, at most 2 GiB (all of ResNet-110 would be 21 GB in
     fp32; then every s-th position is cached, see `choose_cached_positions`)."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.5)
+        return int(free_cuda_memory(device) * 0.5)
     try:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -305,7 +312,7 @@ class LesionEvaluator:
         if self.device.type != "cuda":
             return 1000  # as `Evaluator`, so the baseline matches `resx train`'s test error exactly
         # The whole test set at once when it fits: fewest kernel launches. A block holds a few activations alive.
-        free, _ = torch.cuda.mem_get_info(self.device)
+        free = free_cuda_memory(self.device)
         return max(256, int(0.15 * free) // (8 * largest_activation_bytes))
 
     @torch.no_grad()
