@@ -8,7 +8,8 @@ All numbers are CIFAR-10 test error unless the name says otherwise.
 from __future__ import annotations
 
 # --- He, Zhang, Ren, Sun 2015, "Deep Residual Learning for Image Recognition" (arXiv 1512.03385) ---------------
-# Table 6: CIFAR-10 ResNets (option A shortcuts), 64k iterations, batch 128, best of 5 runs except where noted.
+# Table 6: CIFAR-10 ResNets (option A shortcuts), 64k iterations, batch 128, as printed; for ResNet-110 that is the
+# best of 5 runs (their mean and std below).
 HE_TABLE6_TEST_ERROR = {20: 0.0875, 32: 0.0751, 44: 0.0717, 56: 0.0697, 110: 0.0643, 1202: 0.0793}
 HE_RESNET110_MEAN_STD = (0.0661, 0.0016)  # ResNet-110 over 5 runs: mean, std
 HE_PARAMS_MILLIONS = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}

@@ -147,3 +147,41 @@ def test_demo_falls_back_to_synthetic_data_and_says_so(monkeypatch):
     assert demo.choose_data(None, None, said.append) == demo.SYNTHETIC
     assert any("SYNTHETIC" in line for line in said)
     assert demo.choose_data("mnist", None, said.append) == "mnist"  # an explicit --data is used as given
+
+
+# --- what the summary calls "final" ----------------------------------------------------------------------------
+
+
+def test_final_training_error_covers_the_last_epochs_worth_of_batches():
+    """64,000 iterations end in a 40-batch epoch: pool it with the epoch before, weighted by batches."""
+    from resx.studies.degradation import final_train_error
+
+    metrics = pd.DataFrame({"iteration": [390, 780, 820], "train_error": [0.5, 0.4, 0.1]})
+    assert final_train_error(metrics, 390) == pytest.approx((40 * 0.1 + 350 * 0.4) / 390)
+    whole = pd.DataFrame({"iteration": [390, 780], "train_error": [0.5, 0.4]})
+    assert final_train_error(whole, 390) == pytest.approx(0.4)
+    assert final_train_error(whole, None) == pytest.approx(0.4)
+
+
+def test_unfinished_runs_stay_out_of_the_final_errors():
+    from resx.plots.degradation import summarize_curves
+
+    rows = []
+    for seed, finished, last in ((0, True, 0.2), (1, False, 0.9)):
+        for epoch, err in ((1, 0.5), (2, last)):
+            rows.append(dict(model="resnet20", residual=True, depth=20, seed=seed, epoch=epoch, iteration=epoch * 10,
+                             train_error=err, test_error=err, finished=finished))
+    summary = summarize_curves(pd.DataFrame(rows))
+    assert summary["seeds"].tolist() == [1] and summary["final_train_error_mean"].tolist() == [0.2]
+
+
+def test_verdict_compares_twins_at_the_deepest_depth_that_has_both():
+    from resx.studies.degradation import verdict
+
+    summary = pd.DataFrame([
+        dict(model=m, residual=r, depth=d, final_train_error_mean=e, final_test_error_mean=e)
+        for m, r, d, e in (("plain20", False, 20, 0.1), ("plain56", False, 56, 0.2), ("resnet20", True, 20, 0.1),
+                           ("resnet56", True, 56, 0.05), ("resnet110", True, 110, 0.04))
+    ])
+    lines = verdict(summary)
+    assert any(line.startswith("At depth 56: resnet56") for line in lines)

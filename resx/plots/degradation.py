@@ -61,7 +61,10 @@ def seed_means(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv's columns computed from curves.csv: each run's last epoch, then mean/std over seeds per model."""
+    """summary.csv's columns computed from curves.csv: each run's last epoch, then mean/std over seeds per model.
+    Runs that did not finish are left out (as in summary.csv), when curves.csv says which they are."""
+    if "finished" in curves.columns:
+        curves = curves[as_bool(curves["finished"], Path("curves.csv"), "finished")]
     ordered = curves.sort_values(["model", "seed", "epoch"])
     last = ordered.groupby(["model", "seed"], sort=False).tail(1)
     best = ordered.groupby(["model", "seed"], sort=False)["test_error"].min().rename("best_test_error").reset_index()
@@ -199,9 +202,10 @@ def plot_degradation(folder: str | Path, formats=("png", "pdf"), out: str | Path
     curves = read_curves(folder)
     if curves is not None:
         written += draw_curves(curves, out, formats)
-        written += draw_error_vs_depth(summarize_curves(curves), out, formats)
-    else:
-        summary = read_summary(folder)
-        if summary is not None:
-            written += draw_error_vs_depth(summary, out, formats)
+    # summary.csv holds finished runs only (an interrupted run's last epoch is not its final error)
+    summary = read_summary(folder)
+    if summary is None and curves is not None:
+        summary = summarize_curves(curves)
+    if summary is not None and not summary.empty:
+        written += draw_error_vs_depth(summary, out, formats)
     return written

@@ -218,7 +218,8 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
 
 def collect(out: str | Path, runs: list[GridRun] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Merge the run folders under `out` (every shard's) into curves.csv and summary.csv; returns both.
-    Only finished runs enter the summary; curves hold every epoch written so far."""
+    Only finished runs enter the summary; curves hold every epoch written so far (column `finished` says whose
+    run is complete)."""
     out = Path(out)
     known = {r.run_dir.name: r for r in runs or []}
     frames, finals = [], []
@@ -234,13 +235,14 @@ def collect(out: str | Path, runs: list[GridRun] | None = None) -> tuple[pd.Data
         family = grid.family if grid else _family_of(info["model"])
         depth = grid.depth if grid else int(config.get("depth") or _depth_of(info["model"]))
         model = info["model"] if family != "mlp" else f"{info['model']}-{depth}"
+        finished = info.get("status") == "finished"
         curve = metrics.assign(model=model, family=family, residual=bool(info["residual"]), depth=depth,
-                               seed=int(info["seed"]))
+                               seed=int(info["seed"]), finished=finished)
         frames.append(curve)
-        if info.get("status") == "finished":
+        if finished:
             finals.append(dict(model=model, family=family, residual=bool(info["residual"]), depth=depth,
                                params=int(info["parameters"]), seed=int(info["seed"]),
-                               final_train_error=float(metrics["train_error"].iloc[-1]),
+                               final_train_error=final_train_error(metrics, info.get("steps_per_epoch")),
                                final_test_error=float(metrics["test_error"].iloc[-1]),
                                best_test_error=float(metrics["test_error"].min()),
                                iterations=int(metrics["iteration"].iloc[-1])))
@@ -250,6 +252,22 @@ def collect(out: str | Path, runs: list[GridRun] | None = None) -> tuple[pd.Data
     write_csv_atomic(out / "curves.csv", curves)
     write_csv_atomic(out / "summary.csv", summary)
     return curves, summary
+
+
+def final_train_error(metrics: pd.DataFrame, steps_per_epoch: int | None) -> float:
+    """Training error at the end of training, over the last epoch's worth of iterations. A run of a fixed number
+    of iterations ends in a partial epoch (64,000 = 164 x 390 + 40): its row covers only 40 batches, so it is
+    pooled with the rows before it, each weighted by its iterations, until one epoch's worth is covered."""
+    iterations = metrics["iteration"].diff().fillna(metrics["iteration"].iloc[0]).to_numpy()
+    errors = metrics["train_error"].to_numpy()
+    wanted = steps_per_epoch or iterations.max()
+    total = weighted = 0.0
+    for its, err in zip(iterations[::-1], errors[::-1]):
+        take = min(its, wanted - total)
+        total, weighted = total + take, weighted + take * err
+        if total >= wanted:
+            break
+    return float(weighted / total)
 
 
 def summarise(finals: pd.DataFrame) -> pd.DataFrame:
@@ -286,15 +304,17 @@ def verdict(summary: pd.DataFrame) -> list[str]:
             )
         else:
             ta, tb = 100 * shallow["final_test_error_mean"], 100 * deep["final_test_error_mean"]
-            better = tb <= ta
+            better = tb < ta  # the same rule as REPORT.md
             lines.append(
                 f"Residual nets {'improve' if better else 'do NOT improve'} with depth: {deep['model']} test error "
                 f"{tb:.2f}% vs {ta:.2f}% for {shallow['model']}; training error {b:.2f}% vs {a:.2f}% "
                 "(He et al. 2015 Fig. 6 right)."
             )
-    deepest = summary["depth"].max() if len(summary) else None
-    pair = summary[summary["depth"] == deepest]
-    if len(pair) == 2:
+    # The deepest depth with both twins (a grid with ResNet-110 has no plain-110).
+    paired = [d for d, g in summary.groupby("depth") if g["residual"].nunique() == 2] if len(summary) else []
+    if paired:
+        deepest = max(paired)
+        pair = summary[summary["depth"] == deepest]
         plain, res = pair[~pair["residual"]].iloc[0], pair[pair["residual"]].iloc[0]
         lines.append(
             f"At depth {deepest}: {res['model']} trains to {100 * res['final_train_error_mean']:.2f}% training error, "
