@@ -195,7 +195,7 @@ def int_list(text: str | None, option: str) -> list[int] | None:
 @user_errors
 def compare_plain_command(
     depths: Annotated[Optional[str], typer.Option(help="Depths of the plain/residual pairs (default 20,32,44,56).")] = None,
-    residual_depths: Annotated[Optional[str], typer.Option("--residual-depths", help="Residual-only depths, e.g. 110 (He Fig. 6 shows ResNet-110 without its plain twin).")] = None,
+    residual_depths: Annotated[Optional[str], typer.Option("--residual-depths", help="Residual-only depths, e.g. 110 (He Fig. 6 shows ResNet-110 without its plain twin). Residual nets of depth 110 and more get He's warm-up: lr 0.01 until training error < 80%.")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per model (default 3).")] = None,
     data: DataOpt = None,
     config: ConfigOpt = None,

@@ -422,8 +422,8 @@ def block_gradient_ratios(blocks: pd.DataFrame) -> pd.DataFrame:
     for (run, residual, trained), part in blocks.groupby(["run", "residual", "trained"], sort=False):
         part = part.sort_values("block")
         first, last = float(part["grad_norm"].iloc[0]), float(part["grad_norm"].iloc[-1])
-        rows.append({"run": run, "residual": bool(residual), "trained": bool(trained), "first": first, "last": last,
-                     "ratio": first / last if last else float("nan")})
+        rows.append({"run": run, "residual": bool(residual), "trained": bool(trained), "blocks": len(part),
+                     "first": first, "last": last, "ratio": first / last if last else float("nan")})
     return pd.DataFrame(rows).sort_values(["trained", "residual", "run"]).reset_index(drop=True)
 
 
@@ -476,13 +476,16 @@ def paths_section(folder: Path, results_dir: Path, report_dir: Path, several: bo
                   markdown_table(["run", "shortcut", "state", "first block", "last block", "first / last"], table,
                                  align="lllrrr"), ""]
         init = ratios[~ratios["trained"]]
-        plain, res = init[~init["residual"]], init[init["residual"]]
-        if len(plain) and len(res):
-            lines += [f"At initialisation the first/last ratio is {plain['ratio'].median():.3g} without shortcuts and "
-                      f"{res['ratio'].median():.3g} with them: "
-                      + ("the plain net's gradient shrinks towards the input, the residual net's much less."
-                         if plain["ratio"].median() < res["ratio"].median()
-                         else "here the plain net does NOT lose more gradient towards the input."), ""]
+        for blocks_count, same_depth in init.groupby("blocks"):  # compare twins of one depth, never across depths
+            plain, res = same_depth[~same_depth["residual"]], same_depth[same_depth["residual"]]
+            if len(plain) and len(res):
+                p_ratio, r_ratio = plain["ratio"].iloc[0], res["ratio"].iloc[0]
+                lines += [f"At initialisation, {blocks_count} blocks ({plain['run'].iloc[0]} vs {res['run'].iloc[0]}): the "
+                          f"first/last ratio is {p_ratio:.3g} without shortcuts and {r_ratio:.3g} with them: "
+                          + ("the plain net's gradient shrinks towards the input, the residual net's much less."
+                             if p_ratio < r_ratio
+                             else "here the plain net does NOT lose more gradient towards the input (with BatchNorm, "
+                                  "gradients of deep plain nets grow towards the input at initialisation)."), ""]
     lines += _figures(folder, ["paths", "block_gradients"], report_dir, {
         "paths": "Path lengths, gradient per path length and total gradient per length; cf. Veit et al. 2016 Fig. 6",
         "block_gradients": "Gradient norm reaching each block: plain vs residual, at init (dashed) and trained",

@@ -3,7 +3,7 @@
 Stages (each recorded in OUT/stages.json with its wall time; a rerun skips the finished ones, and inside a stage
 finished runs are skipped and interrupted ones resume from their checkpoints):
   degradation  compare-plain grid, plain and residual 20/32/44/56 plus ResNet-110 (He et al. 2015 Fig. 6)
-  deep-nets    a deep residual net (ResNet-110) trained with and without stochastic depth, for the lesion study
+  deep-nets    a deep residual net (pre-activation ResNet-110, as Veit's) with and without stochastic depth
   lesion       Veit et al. 2016 §4 on both deep nets and on the grid's plain net
   paths        Veit et al. 2016 §5 on the trained deep net, with block gradients of the grid's plain/residual twins
   report       every figure redrawn from the CSVs, and REPORT.md beside the papers' numbers
@@ -31,7 +31,9 @@ STAGES = ("degradation", "deep-nets", "lesion", "paths", "report")
 class ReproduceSettings:
     """The `reproduce:` section of a profile."""
 
-    deep_model: str = "resnet110"
+    # Veit et al. 2016 lesioned and unraveled a pre-activation ResNet-110 (REFERENCE.md §4); with nothing after the
+    # addition its paths split exactly (resx/studies/paths.py).
+    deep_model: str = "preresnet110"
     stochastic_depth: float = 0.5  # p_L of the stochastic-depth twin (Huang et al. 2016)
     deep_train: dict[str, Any] = field(default_factory=dict)  # training changes for the deep nets
     plain_model: str = "plain56"  # the grid's plain net that the lesion study also deletes layers from

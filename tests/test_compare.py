@@ -185,3 +185,15 @@ def test_verdict_compares_twins_at_the_deepest_depth_that_has_both():
     ])
     lines = verdict(summary)
     assert any(line.startswith("At depth 56: resnet56") for line in lines)
+
+
+def test_resnet110_in_the_grid_gets_the_papers_warmup():
+    """He et al. 2015 §4.2: ResNet-110 starts at lr 0.01 until training error < 80%; shallower nets do not."""
+    from resx.config import TrainConfig
+    from resx.studies.degradation import plan_grid
+
+    runs = {r.config.model: r.config for r in plan_grid(TrainConfig(), depths=[20], residual_depths=[110])}
+    assert runs["resnet110"].warmup_lr == 0.01
+    assert runs["resnet20"].warmup_lr is None and runs["plain20"].warmup_lr is None
+    own = plan_grid(TrainConfig(), depths=[20], residual_depths=[110], per_model={"resnet110": {"warmup_lr": 0.02}})
+    assert {r.config.model: r.config.warmup_lr for r in own}["resnet110"] == 0.02

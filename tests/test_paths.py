@@ -266,3 +266,21 @@ def test_cli_with_trained_twins(trained_twins, tmp_path):
 
     alone = cli("paths", str(trained_twins["plain8"]), "--out", str(out))
     assert alone.exit_code != 0 and "plain8 has no shortcuts" in alone.output and "Traceback" not in alone.output
+
+
+def test_every_residual_net_given_gets_its_pair_at_initialisation(trained_twins, tmp_path):
+    """A trained deep net analysed beside trained twins of another depth: block gradients at init for both pairs,
+    so each trained pair has its own init pair (Veit's 110 beside He's 56 twins in `make reproduce`)."""
+    from resx.config import TrainConfig
+    from resx.engine import train
+
+    deep = tmp_path / "runs" / "preresnet14"
+    train(TrainConfig(model="preresnet14", data=TINY, iterations=1, batch_size=32, device="cpu", graph=False,
+                      eval_batch_size=64), deep)
+    out = tmp_path / "out"
+    result = cli("paths", str(deep), str(trained_twins["resnet8"]), str(trained_twins["plain8"]), "--samples", "2",
+                 "--batch-size", "32", "--device", "cpu", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    runs = set(pd.read_csv(out / "block_gradients.csv")["run"])
+    assert {"preresnet14-init", "plain14-init", "resnet8-init", "plain8-init"} <= runs
+    assert json.loads((out / "paths_info.json").read_text())["model"] == "preresnet14"

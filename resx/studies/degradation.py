@@ -99,8 +99,12 @@ def plan_grid(
                 changes["depth"] = depth
             if family in ("cifar", "preact") and not residual:
                 changes["shortcut"] = None
+            if residual and family in ("cifar", "preact") and depth >= 110 and base.warmup_lr is None:
+                # He et al. 2015 §4.2: for ResNet-110, lr 0.1 "is slightly too large to start converging", so
+                # 0.01 until the training error is below 80%, then back to 0.1. (A per_model entry overrides it.)
+                changes["warmup_lr"] = 0.01
             overrides = per_model.get(label, per_model.get(name, {}))
-            config = replace(base, **changes, **overrides)
+            config = replace(base, **{**changes, **overrides})
             runs.append(GridRun(name, family, residual, depth, seed, config, out / f"{label}-seed{seed}"))
     return runs
 

@@ -439,13 +439,14 @@ def run_paths(
     Nets: the checkpoints given (run folders or checkpoint.pt files), or a fresh `model`. The path analysis runs on
     the first residual net given (with `init`, on a fresh seeded copy of it); a plain net there is an error when
     no residual net is given. Every net given gets block gradients (plain ones too: e.g. `resnet56 plain56`), and so
-    do the analysed model and its plain twin freshly initialised with `seed`.
+    do, freshly initialised with `seed`, the analysed model, every other residual net given, and their plain twins.
     Data: `data`, else the first checkpoint's dataset, else cifar10; the batch is `batch_size` un-augmented
     training images drawn with `seed` (default batch: 500 on CUDA, 128 on the CPU).
     Writes the CSVs and paths_info.json into `out` (None: write nothing).
     """
     from resx.data import load_dataset, normalize
     from resx.engine import load_model, read_checkpoint, resolve_device
+    from resx.models.registry import DATA_OPTIONS
 
     started = time.perf_counter()
     if samples < 1:
@@ -481,8 +482,6 @@ def run_paths(
             raise ResxError(f"{first} has no shortcuts: the path analysis needs a residual net")
         primary, primary_ckpt = residual[0]
         name = primary_ckpt["model_name"]
-        from resx.models.registry import DATA_OPTIONS
-
         own_options = {k: v for k, v in primary_ckpt["model_options"].items() if k not in DATA_OPTIONS}
         config = primary_ckpt.get("config", {})
         data = data or config.get("data") or "cifar10"
@@ -502,12 +501,20 @@ def run_paths(
     labels = dataset.train_labels[index].to(dev)
 
     with _precision(dev, tf32):  # BN calibration, path and block gradients: TF32 or strict fp32, never bf16
-        # --- the fresh nets: the analysed model and its plain twin at initialisation ------------------------------
+        # --- the fresh nets, at initialisation: the analysed model and its plain twin, then each other residual net
+        # given and its twin (e.g. ResNet-56 and plain-56 beside a trained 110): every trained pair gets its pair at init.
+        wanted: list[tuple[str, dict]] = [(name, own_options)]
+        wanted += [(ckpt["model_name"], {k: v for k, v in ckpt["model_options"].items() if k not in DATA_OPTIONS})
+                   for entry, ckpt in loaded if entry.net.residual]
+        pairs: list[tuple[str, dict]] = []
+        for base_name, options in wanted:
+            for fresh_name in (base_name, _twin(base_name)):
+                key = (fresh_name, options.get("depth"))
+                if fresh_name is not None and key not in [(n, o.get("depth")) for n, o in pairs]:
+                    pairs.append((fresh_name, options))
         fresh: list[_Net] = []
-        for fresh_name in (name, _twin(name)):
-            if fresh_name is None:
-                continue
-            net = _fresh_net(fresh_name, {**own_options, **data_options}, seed).to(dev)
+        for fresh_name, options in pairs:
+            net = _fresh_net(fresh_name, {**options, **data_options}, seed).to(dev)
             calibrate_batchnorm(net, images, batch_size)
             label = f"{fresh_name}-init"
             while label in taken:
