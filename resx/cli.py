@@ -284,7 +284,7 @@ def lesion_command(
     cache_mb: Annotated[Optional[int], typer.Option("--cache-mb", help="Memory for cached activations (default: automatic; 0: off).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for lesion_*.csv and lesion_info.json.")] = Path("results/lesion"),
 ) -> None:
-    """Delete and reorder blocks of trained nets at test time (Veit et al. 2016, §4, Figs. 2-3)."""
+    """Delete and reorder blocks of trained nets at test time (Veit et al. 2016, §4, Figs. 3 and 5)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from resx.studies.lesion import run_lesion

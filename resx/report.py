@@ -364,18 +364,25 @@ def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: b
                 ", ".join(f"{int(b)}: {pct(e)}" for b, e in zip(down["block"], down["test_error"])) or DASH,
                 f"{pct(part.loc[~part['downsampling'], 'test_error'].median())}",
             ])
+        # Veit et al. number blocks from 1; resx from 0: their block b is resx's b - 1.
         lo, hi = reference.VEIT_SINGLE_TYPICAL_RANGE
         rows.append([
             "Veit et al. (pre-ResNet-110)", pct(reference.VEIT_BASELINE_ERROR),
-            f"mostly {pct(lo, 1)} to {pct(hi, 1)}", f"1 ({pct(reference.VEIT_SINGLE_LARGEST[1], 0)})",
-            ", ".join(f"{b}: {pct(reference.VEIT_SINGLE_LARGEST[b], 1)}" for b in reference.VEIT_DOWNSAMPLING_BLOCKS),
+            f"mostly {pct(lo, 1)} to {pct(hi, 1)}", f"0 ({pct(reference.VEIT_SINGLE_LARGEST[1], 0)})",
+            ", ".join(f"{b - 1}: {pct(reference.VEIT_SINGLE_LARGEST[b], 1)}" for b in reference.VEIT_DOWNSAMPLING_BLOCKS),
             DASH,
         ])
+        sd_lo, sd_hi = reference.VEIT_STOCHASTIC_DEPTH_SINGLE_RANGE
+        rows.append(["Veit et al., with stochastic depth", pct(reference.VEIT_STOCHASTIC_DEPTH_BASELINE_ERROR),
+                     f"{pct(sd_lo, 1)} to {pct(sd_hi, 1)}", DASH, DASH, DASH])
         lines += ["**Deleting one block** (Fig. 3), test error %:", "",
                   markdown_table(["run", "no deletion", "single deletions", "worst block",
                                   "downsampling blocks", "median, other blocks"], rows), "",
-                  "Veit et al. number blocks from 1; a plain net without shortcuts drops to chance "
-                  f"(about {pct(reference.VEIT_PLAIN_SINGLE_DELETION_ERROR, 0)}% error) when any layer is removed.", ""]
+                  "Blocks are numbered from 0 (Veit et al. number them from 1: their blocks 1, 19 and 37 are 0, 18 "
+                  "and 36 here). A plain (VGG-style) net drops to chance "
+                  f"(about {pct(reference.VEIT_PLAIN_SINGLE_DELETION_ERROR, 0)}% error) when any one layer is removed; "
+                  "for a plain net, resx deletes one block at a time, i.e. two conv layers (the block's branch "
+                  "becomes the identity).", ""]
     if delete_k is not None:
         means = lesion_plots.delete_k_means(delete_k)
         runs = list(dict.fromkeys(means["run"]))

@@ -86,7 +86,7 @@ def test_report_holds_tables_reference_numbers_and_window(tmp_path):
         assert f"| {k} |" in text and f"{100 * error:.1f}" in text
     for error in reference.VEIT_SWAP_ERROR.values():
         assert f"{100 * error:.1f}" in text
-    assert "19: 12.2, 37: 12.1" in text
+    assert "18: 12.2, 36: 12.1" in text
 
     # paths: the window computed from path_total_gradient.csv, beside Veit's 5 to 17 and 27
     totals = pd.read_csv(results / "paths" / "path_total_gradient.csv")

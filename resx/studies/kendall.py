@@ -1,4 +1,4 @@
-"""Kendall's rank correlation tau, for the reordering lesion (Veit et al. 2016, §4.3 and Fig. 3b).
+"""Kendall's rank correlation tau, for the reordering lesion (Veit et al. 2016, §4.3 and Fig. 5b).
 
 Veit et al. measure how far a shuffled residual net is from its trained order by Kendall's tau between the
 original block order and the new one: 1 for the original order, -1 for the reversed one. Orders are

@@ -1,12 +1,12 @@
 """Lesion studies of trained nets (Veit, Wilber & Belongie 2016, "Residual Networks Behave Like Ensembles of
 Relatively Shallow Networks", §4): delete or reorder blocks at test time and measure the test error.
 
-    single    delete each block in turn (§4.1, Fig. 2): the block is replaced by its shortcut (identity, or the
+    single    delete each block in turn (§4.1, Fig. 3): the block is replaced by its shortcut (identity, or the
               downsampling shortcut where the shape changes); for a plain net its layers become the identity
               (option A map where the shape changes). Residual nets barely notice; plain nets drop to chance.
-    delete-k  delete k random non-downsampling blocks together, k = 1..max_k, `draws` times each (§4.2, Fig. 3a):
+    delete-k  delete k random non-downsampling blocks together, k = 1..max_k, `draws` times each (§4.2, Fig. 5a):
               the error grows smoothly with k, as an ensemble's does when members are removed.
-    swap      swap 1..K random pairs of blocks of the same shape (§4.3, Fig. 3b): the error grows smoothly as
+    swap      swap 1..K random pairs of blocks of the same shape (§4.3, Fig. 5b): the error grows smoothly as
               Kendall's tau between the original and the new order falls.
 
 Every lesion runs in eval mode (BatchNorm running statistics) over the whole test set.
@@ -54,9 +54,9 @@ from resx.errors import ResxError
 from resx.studies.kendall import kendall_tau
 
 STUDIES = ("single", "delete-k", "swap")
-DEFAULT_MAX_K = 20  # Veit et al. 2016, Fig. 3a: k = 1..20 of ResNet-110's 54 blocks
+DEFAULT_MAX_K = 20  # Veit et al. 2016, Fig. 5a: k = 1..20 of ResNet-110's 54 blocks
 DEFAULT_DRAWS = 50
-DEFAULT_SWAPS = range(1, 11)  # Veit et al. 2016, Fig. 3b: up to 10 swapped pairs
+DEFAULT_SWAPS = range(1, 11)  # Veit et al. 2016, Fig. 5b: up to 10 swapped pairs
 
 SINGLE_COLUMNS = ["run", "block", "stage", "downsampling", "test_error", "baseline_error", "test_loss", "model", "residual"]
 DELETE_K_COLUMNS = ["run", "k", "draw", "test_error", "baseline_error", "test_loss", "deleted", "model", "residual"]
@@ -123,7 +123,7 @@ def parse_block_list(text: str | Iterable[int] | None) -> list[int] | None:
 # --- which blocks a study may touch --------------------------------------------------------------------------------
 def deletable_blocks(net: nn.Module) -> list[int]:
     """Non-downsampling blocks: Veit et al. 2016 §4.2 deletes only those in the k-block experiment, because a
-    downsampling block's shortcut alone (a subsampled, zero-padded input) already costs much more (Fig. 2)."""
+    downsampling block's shortcut alone (a subsampled, zero-padded input) already costs much more (Fig. 3)."""
     return [b.index for b in net.block_info() if not b.downsampling]
 
 
@@ -637,7 +637,7 @@ def run_lesion(
 
         info_blocks = run.net.block_info()
         if "single" in plan["studies"]:
-            # Veit et al. 2016 §4.1, Fig. 2: each block deleted in turn (the paper numbers blocks from 1; we from 0).
+            # Veit et al. 2016 §4.1, Fig. 3: each block deleted in turn (the paper numbers blocks from 1; we from 0).
             t0 = time.perf_counter()
             chosen = block_list if block_list is not None else list(range(n))
             errors, losses = evaluator.evaluate([deletion_plan(n, [b]) for b in chosen], report("single"))
@@ -648,7 +648,7 @@ def run_lesion(
             seconds["single"] = time.perf_counter() - t0
 
         if "delete-k" in plan["studies"]:
-            # Veit et al. 2016 §4.2, Fig. 3a: k random non-downsampling blocks deleted together.
+            # Veit et al. 2016 §4.2, Fig. 5a: k random non-downsampling blocks deleted together.
             t0 = time.perf_counter()
             draws_k = draw_deletions(plan["deletable"], range(1, plan["max_k"] + 1), draws, generator(1))
             errors, losses = evaluator.evaluate([deletion_plan(n, d) for _, _, d in draws_k], report("delete-k"))
@@ -658,7 +658,7 @@ def run_lesion(
             seconds["delete-k"] = time.perf_counter() - t0
 
         if "swap" in plan["studies"]:
-            # Veit et al. 2016 §4.3, Fig. 3b: random same-shape pairs swapped; error against Kendall's tau.
+            # Veit et al. 2016 §4.3, Fig. 5b: random same-shape pairs swapped; error against Kendall's tau.
             t0 = time.perf_counter()
             draws_s = draw_swaps(n, plan["pairs"], swap_counts, draws, generator(2))
             errors, losses = evaluator.evaluate([order_plan(o) for _, _, o, _ in draws_s], report("swap"))

@@ -5,8 +5,8 @@ Unravelled, a net of n blocks y_i = y_{i-1} + f_i(y_{i-1}) is a sum of 2^n paths
 exactly k residual branches (binomial, centred at n/2). Veit et al. measure how much gradient a path of length k
 carries: forward a training batch through the whole net, and in the backward pass let the gradient flow only
 through the branches of k randomly chosen blocks and only through the shortcuts of the other n - k; the norm of
-the gradient that reaches the input falls exponentially with k (Fig. 6a). The total gradient per length,
-C(n, k) x mean magnitude at k, comes almost entirely from short paths: 5 to 17 of 54 blocks in ResNet-110 (Fig. 6b),
+the gradient that reaches the input falls exponentially with k (Fig. 6b). The total gradient per length,
+C(n, k) x mean magnitude at k, comes almost entirely from short paths: 5 to 17 of 54 blocks in ResNet-110 (Fig. 6c),
 0.45% of all paths, against a distribution centred at 27.
 
 How it is measured here (see `path_gradients`):
@@ -171,7 +171,7 @@ def path_gradients(
     device: torch.device | str | None = None,
     progress: PathsProgress | None = None,
 ) -> pd.DataFrame:
-    """Gradient magnitude per path length (Veit et al. 2016, §5, Fig. 6a): `samples` measurements for each
+    """Gradient magnitude per path length (Veit et al. 2016, §5, Fig. 6b): `samples` measurements for each
     k = 0..n. Returns a frame (k, samples, grad_norm_mean, grad_norm_std).
 
     images: normalised float images [N, C, H, W] (or [N, D]), labels [N]. Each chunk of `batch_size` images is
@@ -241,7 +241,7 @@ def path_gradients(
 
 
 def total_gradient(gradients: pd.DataFrame) -> pd.DataFrame:
-    """Total gradient per path length (Veit et al. 2016, Fig. 6b): C(n, k) x mean magnitude at k, and its
+    """Total gradient per path length (Veit et al. 2016, Fig. 6c): C(n, k) x mean magnitude at k, and its
     fraction of the sum over k. The fraction is computed in log space, so it stays finite for any n; `total`
     itself is a float64 and overflows to inf only past n of about 1,000."""
     n = int(gradients["k"].max())
