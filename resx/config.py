@@ -3,6 +3,10 @@
 The defaults are He et al. 2015's CIFAR recipe (§4.2): SGD, momentum 0.9, weight decay 1e-4, batch 128,
 lr 0.1 divided by 10 at 32k and 48k of 64k iterations (50% and 75%), He init, pad-4 crop + flip.
 One iteration is one batch (of `batch_size`, 128 by default).
+Two deliberate differences, both usual in PyTorch reproductions: inputs are standardised per channel (mean and std
+of the training set) where He et al. subtract the per-pixel mean, and the warm-up (`warmup_lr`) ends when an
+epoch's training error is below 80%, checked at the end of each epoch (He et al.: "about 400 iterations").
+Crops are padded with the mean colour, as He et al.'s mean-subtracted images were padded with zeros.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ HE_RECIPE = {
     "batch_size": 128,
     "lr": "0.1, /10 at 32k and 48k iterations, stop at 64k (about 164 epochs)",
     "augmentation": "pad 4, random 32x32 crop, horizontal flip",
+    "preprocessing": "per-pixel mean subtracted (resx: per-channel mean and std; padding with the mean colour)",
 }
 
 # Public PyTorch reproduction (200 epochs, lr /10 at 100 and 150, all 50k training images).

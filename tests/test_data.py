@@ -470,3 +470,17 @@ def test_dataset_statistics_normalise_to_zero_mean_unit_std():
     x = normalize(data.train_images, torch.tensor(data.mean).view(shape), torch.tensor(data.std).view(shape))
     assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-3
     assert (x.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
+
+
+def test_crop_padding_takes_the_fill_colour():
+    """The training step pads with the channel means (0 after normalisation), as He et al. padded mean-subtracted
+    images with zeros; without a fill the padding is black."""
+    from resx.data.augment import crop_flip
+
+    images = torch.full((2, 3, 4, 4), 200, dtype=torch.uint8)
+    corner = torch.zeros((2, 2), dtype=torch.int64)  # the top-left crop: 2 padded rows and columns for pad 2
+    no_flip = torch.zeros(2, dtype=torch.bool)
+    fill = torch.tensor([125, 123, 114], dtype=torch.uint8)
+    out = crop_flip(images, corner, no_flip, pad=2, fill=fill)
+    assert out[:, :, 0, 0].tolist() == [[125, 123, 114]] * 2 and out[:, :, 3, 3].tolist() == [[200] * 3] * 2
+    assert crop_flip(images, corner, no_flip, pad=2)[:, :, 0, 0].sum() == 0

@@ -33,12 +33,20 @@ def draw_crop_flip(
     return offsets, flips
 
 
-def crop_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """uint8 [B, C, H, W] -> uint8 [B, C, H, W]: zero-pad by `pad`, crop at `offsets` [B, 2] (y, x), then flip
-    horizontally where `flips` [B] is true. One gather for the whole batch."""
+def crop_flip(
+    images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int = 4, fill: torch.Tensor | None = None
+) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> uint8 [B, C, H, W]: pad by `pad`, crop at `offsets` [B, 2] (y, x), then flip
+    horizontally where `flips` [B] is true. One gather for the whole batch.
+    `fill` (uint8 [C]): the padding's colour; zeros (black) when None. The training step pads with the channel
+    means, which normalise to 0, as in He et al.'s recipe, where images had their mean subtracted before padding."""
     b, c, h, w = images.shape
     device = images.device
-    padded = F.pad(images, (pad, pad, pad, pad))
+    if fill is None:
+        padded = F.pad(images, (pad, pad, pad, pad))
+    else:
+        padded = fill.view(1, c, 1, 1).expand(b, c, h + 2 * pad, w + 2 * pad).clone()
+        padded[:, :, pad : pad + h, pad : pad + w] = images
     pw = w + 2 * pad
     rows = offsets[:, 0:1] + torch.arange(h, device=device)  # [B, H]
     cols = torch.arange(w, device=device).expand(b, w)  # [B, W]

@@ -82,6 +82,9 @@ class TrainStep:
         shape = (1, data.channels, 1, 1)
         self.mean = torch.tensor(data.mean, device=device).view(shape)
         self.std = torch.tensor(data.std, device=device).view(shape)
+        # Crops are padded with the mean colour (0 after normalisation), as in He et al. 2015 §4.2 (mean-subtracted
+        # images padded with zeros); the common torchvision recipe pads black instead.
+        self.pad_fill = torch.tensor([round(255 * m) for m in data.mean], dtype=torch.uint8, device=device)
         zeros = lambda dtype: torch.zeros((), dtype=dtype, device=device)  # noqa: E731
         # The run's own random stream (see the module docstring); its state goes into checkpoints.
         self.generator = torch.Generator(device=device)
@@ -113,7 +116,8 @@ class TrainStep:
         images = self.data.train_images.index_select(0, batch_index)
         labels = self.data.train_labels.index_select(0, batch_index)
         if self.augment:
-            images = crop_flip(images, s.crop_offsets.index_select(0, at)[0], s.flips.index_select(0, at)[0])
+            images = crop_flip(images, s.crop_offsets.index_select(0, at)[0], s.flips.index_select(0, at)[0],
+                               fill=self.pad_fill)
         x = normalize(images, self.mean, self.std, channels_last=self.channels_last)
         with autocast(self.device, self.precision):
             logits = self.net(x, s.keep.index_select(0, at)[0]) if self.stochastic_depth else self.net(x)
