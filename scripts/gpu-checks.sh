@@ -9,7 +9,8 @@
 #   accuracy   issue 4: resnet20 20 epochs x 2 seeds, bf16+graph vs fp32 eager
 #   bench      issue 4: resx bench on resnet20, resnet56, resnet110, plain56
 #   degrade    issue 5: compare-plain quick profile for depths 20 and 56, 2 seeds
-#   studies    issues 6 and 7: resnet110 (20 epochs), then lesion and paths, timed (needs `degrade` first,
+#   studies    issues 6 and 7: preresnet110 (Veit's net, 20 epochs) with and without stochastic depth, then
+#              lesion and paths, timed (needs `degrade` first,
 #              on the same warm machine: run folders live in .gpu/work, which stays while the machine is held)
 # Run folders go to .gpu/work/STEP; the CSVs, JSONs, logs and figures come back as one archive $OUT/STEP.tgz
 # (the device tool returns at most 8 files, two folders deep).
@@ -57,9 +58,15 @@ case "$step" in
     resx compare-plain --config experiments/degradation-quick.yaml --depths 20,56 --residual-depths "" --seeds 2 \
       $E --data $DATA $DEV --out "$W/degradation" ;;
   studies)
-    resx train resnet110 --data $DATA $DEV --epochs $EPOCHS --warmup-lr 0.01 --out "$W/resnet110" || true  # finished: refuses, fine
-    time resx lesion "$W/resnet110" "$W/degradation/plain56-seed0" --data $DATA $DEV $LESION --out "$W/lesion"
-    time resx paths "$W/resnet110" "$W/degradation/resnet56-seed0" "$W/degradation/plain56-seed0" --data $DATA $DEV \
+    for sd in "" 0.5; do  # without and with stochastic depth (Huang et al. 2016: p_L = 0.5)
+      run="$W/preresnet110${sd:+-sd$sd}"
+      resume=""; [ -f "$run/checkpoint.pt" ] && resume="--resume"  # a second call finishes or skips it
+      resx train preresnet110 --data $DATA $DEV --epochs $EPOCHS --warmup-lr 0.01 ${sd:+--stochastic-depth $sd} \
+        $resume --out "$run"
+    done
+    time resx lesion "$W/preresnet110" "$W/preresnet110-sd0.5" "$W/degradation/plain56-seed0" --data $DATA $DEV $LESION \
+      --out "$W/lesion"
+    time resx paths "$W/preresnet110" "$W/degradation/resnet56-seed0" "$W/degradation/plain56-seed0" --data $DATA $DEV \
       $SAMPLES --out "$W/paths" ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac
