@@ -448,3 +448,21 @@ def test_evaluation_ignores_padding_rows_even_when_they_overflow():
     valid = torch.zeros(4, dtype=torch.bool)
     loss, wrong = evaluator._batch_stats(logits_net, images, labels, valid)
     assert float(loss) == 0.0 and int(wrong) == 0
+
+
+def test_cuda_device_choice_makes_an_indexed_gpu_current(monkeypatch):
+    """--device cuda:N must become the current device (graph capture uses the current device's streams); plain
+    `cuda` is left as it is (torch.cuda.set_device refuses a device without an index)."""
+    from torch.cuda._utils import _get_device_index
+
+    from resx.engine.device import resolve_device
+
+    current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: current.append(_get_device_index(d)))
+    assert resolve_device("cuda") == torch.device("cuda") and current == []
+    assert resolve_device("auto") == torch.device("cuda") and current == []
+    assert resolve_device("cuda:1") == torch.device("cuda:1") and current == [1]
+    with pytest.raises(ResxError, match="only 2 CUDA device"):
+        resolve_device("cuda:2")

@@ -19,9 +19,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ResxError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-        # One GPU per process: make it the current device, so that default streams, graph capture (its side
-        # stream and capture stream are the current device's) and allocations all land on the one asked for.
-        torch.cuda.set_device(device)
+        if device.index is not None:
+            # One GPU per process: make it the current device, so that default streams, graph capture (its side
+            # stream and capture stream are the current device's) and allocations all land on the one asked for.
+            # (Plain "cuda" already is the current device; set_device refuses a device without an index.)
+            torch.cuda.set_device(device)
         return device
     raise ResxError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
 
