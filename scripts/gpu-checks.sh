@@ -19,23 +19,25 @@
 set -euo pipefail
 step=${1:-smoke}
 OUT=${OUT:-gpu-out}
-mkdir -p "$OUT" .gpu/work
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 RESX_DATA=$PWD/.gpu/data COLUMNS=120
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 COLUMNS=120
 if [ "${GPU_CHECKS_REHEARSAL:-0}" = 1 ]; then
   # Rehearsal on a CPU-only machine: the same commands, on tiny synthetic data with 1-epoch schedules, so that a
   # wrong option, folder name or missing file shows up here and not in the GPU session's 30 minutes.
+  # Its run folders live outside the checkout, so that nothing of it is carried to the GPU machine.
+  W=${TMPDIR:-/tmp}/gpu-rehearsal/work; export RESX_DATA=${TMPDIR:-/tmp}/gpu-rehearsal/data
   DATA=synthetic:train=512,test=128,size=8
   DEV="--device cpu" EPOCHS=1 SHORT=1 BENCH_SECONDS=1 SAMPLES="--samples 4" LESION="--draws 2 --max-k 3 --swaps 1..2"
 else
   if [ ! -d .gpu/cifar10-jpeg ]; then
     python3 .gpu/unpack_cifar10_jpeg.py .gpu/cifar10-jpeg .gpu/cifar10-jpeg.npz
   fi
+  W=.gpu/work; export RESX_DATA=$PWD/.gpu/data
   DATA=imagefolder:.gpu/cifar10-jpeg
   DEV="--device cuda" EPOCHS=20 SHORT=2 BENCH_SECONDS=8 SAMPLES="" LESION=""
 fi
-W=.gpu/work
+mkdir -p "$OUT" "$W"
 resx() { python3 -m resx "$@"; }
-trap 'tar czf "$OUT/$step.tgz" --exclude="*.pt" -C .gpu work' EXIT  # whatever happens, bring back what exists
+trap 'tar czf "$OUT/$step.tgz" --exclude="*.pt" -C "$(dirname "$W")" "$(basename "$W")"' EXIT  # whatever happens, bring back what exists
 (nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "no nvidia-smi") | tee "$W/gpu-$step.txt"
 {
 case "$step" in

@@ -466,3 +466,30 @@ def test_cuda_device_choice_makes_an_indexed_gpu_current(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda:1") and current == [1]
     with pytest.raises(ResxError, match="only 2 CUDA device"):
         resolve_device("cuda:2")
+
+
+def test_resume_on_another_device_type_reseeds_instead_of_failing():
+    """CPU and CUDA generators keep different states: a run started on one device type and resumed on the other
+    goes on (the current epoch's draws come from the checkpoint, later ones from a reseeded generator) and says so."""
+    train(tiny_config(epochs=2), "straight")
+    first = TrainingRun(tiny_config(epochs=2), "moved").setup()
+    train_epochs(first, 1)
+    del first
+    ckpt = torch.load("moved/checkpoint.pt", weights_only=False)
+    ckpt["rng"] = {"step": torch.zeros(16, dtype=torch.uint8), "device": "cuda"}  # what a CUDA run saves
+    torch.save(ckpt, "moved/checkpoint.pt")
+    run = train(tiny_config(epochs=2), "moved", resume="require")
+    assert run.status == "finished" and len(run.metrics) == 2
+    assert json.loads(Path("moved/run_info.json").read_text())["resumed_from_device"] == "cuda"
+    pd.testing.assert_frame_equal(results("moved").iloc[:1], results("straight").iloc[:1])
+
+
+def test_graph_warmup_fits_an_epoch_of_fewer_than_three_batches(monkeypatch):
+    import resx.engine.step as step_module
+
+    monkeypatch.setattr(step_module, "capture", _fake_capture)
+    run = TrainingRun(tiny_config(epochs=1, batch_size=128), "two-steps").setup()
+    assert run.step.steps_per_epoch == 2
+    run.step.capture_graph()  # three warm-up steps would read the epoch's row 2 (on CUDA: a device-side assert)
+    train_many([run])
+    assert run.status == "finished"

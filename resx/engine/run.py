@@ -85,6 +85,7 @@ class TrainingRun:
         self.elapsed = 0.0
         self.status = "new"
         self.stream = None
+        self.resumed_from_device: str | None = None  # set when a checkpoint from another device type is resumed
 
     # --- set-up ---------------------------------------------------------------------------------------
     def _check_folder(self) -> dict[str, Any] | None:
@@ -203,7 +204,8 @@ class TrainingRun:
     # --- checkpoints -----------------------------------------------------------------------------------
     def _checkpoint(self) -> dict[str, Any]:
         s = self.step.state
-        rng = {"step": self.step.generator.get_state()}  # the run's own generator (see engine/step.py)
+        # the run's own generator (see engine/step.py); its state's format depends on the device type
+        rng = {"step": self.step.generator.get_state(), "device": self.device.type}
         return {
             "format": ckpt_io.FORMAT,
             "version": ckpt_io.VERSION,
@@ -243,11 +245,17 @@ class TrainingRun:
         self.elapsed = ckpt["elapsed"]
         self.warmup_done = ckpt["warmup_done"]
         self.metrics = list(ckpt["metrics"])
-        try:
-            self.step.generator.set_state(ckpt["rng"]["step"])
-        except (KeyError, RuntimeError) as e:
-            raise ResxError(f"checkpoint in {self.run_dir} has no usable random state ({e}); it was written by an "
-                            "older resx: start the run again with --overwrite") from None
+        rng = ckpt.get("rng", {})
+        if "step" not in rng:
+            raise ResxError(f"checkpoint in {self.run_dir} has no random state for its training step; it was written "
+                            "by an older resx: start the run again with --overwrite")
+        if rng.get("device") == self.device.type:
+            self.step.generator.set_state(rng["step"])
+        else:
+            # Started on another device type (CPU and CUDA generators keep different states): the current epoch's
+            # draws are restored above; later epochs draw from a generator seeded from (seed, iteration).
+            self.step.generator.manual_seed(self.config.seed * 1_000_003 + self.host_iteration)
+            self.resumed_from_device = rng.get("device", "unknown")
         # metrics.csv may hold a row written after this checkpoint's epoch (killed in between): rewrite it.
         self._write_metrics()
 
@@ -285,6 +293,7 @@ class TrainingRun:
             "iterations_done": self.host_iteration,
             "memory_mb": round(self.memory_mb, 1),
             "elapsed_seconds": round(self.elapsed, 2),
+            **({"resumed_from_device": self.resumed_from_device} if self.resumed_from_device else {}),
             **self.env,
             **extra,
         }
@@ -412,7 +421,9 @@ def train_many(
                 progress(run, None)
             if not run.done:
                 active.append(run)
-            elif run.status != "finished":  # killed after its last checkpoint but before run_info said so
+                continue
+            run.release_graphs()
+            if run.status != "finished":  # killed after its last checkpoint but before run_info said so
                 run.status = "finished"
                 run._write_info()
 

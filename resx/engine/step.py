@@ -147,7 +147,7 @@ class TrainStep:
         and three steps from there would index past the epoch's draws."""
         saved = [t.detach().clone() for t in self._mutable_tensors()]
         self.state.cursor.zero_()
-        self.graph = capture(self._step)
+        self.graph = capture(self._step, warmup_steps=min(3, self.steps_per_epoch))  # rows 0..2 of the epoch
         with torch.no_grad():
             for t, copy in zip(self._mutable_tensors(), saved):
                 t.copy_(copy)
