@@ -11,8 +11,15 @@ import resx
 
 
 def git_commit(path: str | Path | None = None) -> str:
-    """The commit of the resx checkout (with '+dirty' when it has changes), or 'unknown'."""
-    where = Path(path) if path else Path(resx.__file__).resolve().parent
+    """The commit of the resx checkout (with '+dirty' when it has changes), or 'unknown'.
+    For resx's own checkout (no `path`) it is the commit when this module was first imported, i.e. the code this
+    process runs: a grid that trains for hours keeps reporting that, even if the checkout moves on meanwhile."""
+    if path is None:
+        return _PROCESS_COMMIT
+    return _read_commit(Path(path))
+
+
+def _read_commit(where: Path) -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
@@ -22,6 +29,9 @@ def git_commit(path: str | Path | None = None) -> str:
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+_PROCESS_COMMIT = _read_commit(Path(resx.__file__).resolve().parent)
 
 
 def device_name(device) -> str:

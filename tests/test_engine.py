@@ -493,3 +493,13 @@ def test_graph_warmup_fits_an_epoch_of_fewer_than_three_batches(monkeypatch):
     run.step.capture_graph()  # three warm-up steps would read the epoch's row 2 (on CUDA: a device-side assert)
     train_many([run])
     assert run.status == "finished"
+
+
+def test_git_commit_is_the_code_this_process_runs(monkeypatch):
+    """A long grid keeps reporting the commit it was started from, even if the checkout moves on meanwhile."""
+    import resx.provenance as provenance
+
+    first = provenance.git_commit()
+    monkeypatch.setattr(provenance, "_read_commit", lambda where: "moved-on")
+    assert provenance.git_commit() == first
+    assert provenance.git_commit(".") == "moved-on"  # another folder is read when asked
