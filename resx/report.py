@@ -311,7 +311,7 @@ def degradation_section(folder: Path, results_dir: Path, report_dir: Path, sever
         its = int(curves["iteration"].max())
         unfinished = ""
         if "finished" in curves.columns:
-            done = curves[curves["finished"].astype(str).str.lower() == "true"].groupby(["model", "seed"]).ngroups
+            done = curves[curves["finished"]].groupby(["model", "seed"]).ngroups
             unfinished = f" ({runs - done} not finished: left out of the table)" if done < runs else ""
         lines += [f"{runs} runs{unfinished}, up to {epochs} epochs ({its:,} iterations; the paper trains 64,000). "
                   "Errors in %, mean ± std over seeds; final = at the end of training (training error over the "

@@ -7,6 +7,7 @@ ResNet-110 costs a handful of launches, not thousands. `Evaluator` also takes a 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -64,9 +65,7 @@ class Evaluator:
         """(mean loss, error fraction) over the split. `key` names a forward function for graph reuse:
         only pass a new `forward` with a new key."""
         forward = forward or self.net
-        was_training = self.net.training
-        self.net.eval()
-        try:
+        with self._eval_mode():
             n = self.images.shape[0]
             total_loss = torch.zeros((), device=self.device)
             total_errors = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -87,20 +86,24 @@ class Evaluator:
                     total_loss += loss
                     total_errors += errors
             return float(total_loss) / n, int(total_errors) / n
-        finally:
-            self.net.train(was_training)
 
     @torch.no_grad()
     def prepare(self) -> None:
         """Capture the graph of the plain net's evaluation now (else: at the first evaluation), so that the
         memory it takes is counted where the caller measures a run's memory."""
         if self.use_graph:
-            was_training = self.net.training
-            self.net.eval()
-            try:
+            with self._eval_mode():
                 self._graph_for(0, self.net)
-            finally:
-                self.net.train(was_training)
+
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """The net in eval mode (BatchNorm running statistics) for the block, then back as it was."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            yield
+        finally:
+            self.net.train(was_training)
 
     def release(self) -> None:
         """Let go of the captured graphs (and their memory pools); they are captured again when needed."""

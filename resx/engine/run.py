@@ -153,7 +153,7 @@ class TrainingRun:
                 )
                 if resume_from is not None:
                     self._restore(resume_from)
-                if self.device.type == "cuda" and cfg.graph:
+                if self.device.type == "cuda" and cfg.graph and not self.done:  # a finished run needs no graphs
                     self.step.capture_graph()
                     self.evaluator.prepare()
         except torch.OutOfMemoryError:
@@ -164,7 +164,7 @@ class TrainingRun:
         self.memory_mb = (
             (torch.cuda.max_memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
         )
-        self.graphed = self.step.graph is not None
+        self.graphed = self.device.type == "cuda" and cfg.graph  # how this run trains (graphs are freed when done)
         if self.overwrite:  # only now: a command that fails above must not cost the user the old run
             for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
                 (self.run_dir / f).unlink(missing_ok=True)
@@ -421,9 +421,7 @@ def train_many(
                 progress(run, None)
             if not run.done:
                 active.append(run)
-                continue
-            run.release_graphs()
-            if run.status != "finished":  # killed after its last checkpoint but before run_info said so
+            elif run.status != "finished":  # killed after its last checkpoint but before run_info said so
                 run.status = "finished"
                 run._write_info()
 

@@ -34,6 +34,8 @@ def read_curves(folder: str | Path) -> pd.DataFrame | None:
     if curves is not None:
         curves["residual"] = as_bool(curves["residual"], path, "residual")
         curves["depth"] = curves["depth"].astype(int)
+        if "finished" in curves.columns:  # written since resx marks unfinished runs
+            curves["finished"] = as_bool(curves["finished"], path, "finished")
     return curves
 
 
@@ -64,7 +66,7 @@ def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """summary.csv's columns computed from curves.csv: each run's last epoch, then mean/std over seeds per model.
     Runs that did not finish are left out (as in summary.csv), when curves.csv says which they are."""
     if "finished" in curves.columns:
-        curves = curves[as_bool(curves["finished"], Path("curves.csv"), "finished")]
+        curves = curves[curves["finished"].astype(bool)]
     ordered = curves.sort_values(["model", "seed", "epoch"])
     last = ordered.groupby(["model", "seed"], sort=False).tail(1)
     best = ordered.groupby(["model", "seed"], sort=False)["test_error"].min().rename("best_test_error").reset_index()

@@ -507,10 +507,11 @@ def run_paths(
         wanted += [(ckpt["model_name"], {k: v for k, v in ckpt["model_options"].items() if k not in DATA_OPTIONS})
                    for entry, ckpt in loaded if entry.net.residual]
         pairs: list[tuple[str, dict]] = []
+        planned: set[tuple[str, Any]] = set()  # (name, depth): an MLP's depth is an option, not in its name
         for base_name, options in wanted:
             for fresh_name in (base_name, _twin(base_name)):
-                key = (fresh_name, options.get("depth"))
-                if fresh_name is not None and key not in [(n, o.get("depth")) for n, o in pairs]:
+                if fresh_name is not None and (fresh_name, options.get("depth")) not in planned:
+                    planned.add((fresh_name, options.get("depth")))
                     pairs.append((fresh_name, options))
         fresh: list[_Net] = []
         for fresh_name, options in pairs:
