@@ -49,9 +49,14 @@ class TrainConfig:
     augment: bool | None = None  # None: the dataset's default (on for CIFAR and imagefolder)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 where the GPU or CPU computes it natively, else fp32) | fp32 | bf16
     graph: bool = True  # capture the training step as a CUDA graph (CUDA only)
     eval_batch_size: int = 1000
+    threads: int | None = None  # CPU intra-op threads (None: one per core); changes speed, never results' meaning
+    # iterations.csv: a row every curve_every iterations, with the training error over the last curve_window
+    # batches (He et al. 2015 Fig. 6 draws training error against iterations)
+    curve_window: int = 100
+    curve_every: int = 10
 
     def validate(self) -> "TrainConfig":
         def positive(name: str) -> None:
@@ -60,7 +65,8 @@ class TrainConfig:
                 what = "positive" if math.isfinite(value) else "a finite positive number"
                 raise ResxError(f"{name.replace('_', '-')} must be {what}, got {value}")
 
-        for name in ("epochs", "iterations", "batch_size", "lr", "eval_batch_size", "lr_decay"):
+        for name in ("epochs", "iterations", "batch_size", "lr", "eval_batch_size", "lr_decay", "threads",
+                     "curve_window", "curve_every"):
             positive(name)
         if self.epochs is not None and self.iterations is not None:
             raise ResxError("give either epochs or iterations, not both")

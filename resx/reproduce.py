@@ -34,7 +34,9 @@ class ReproduceSettings:
     # Veit et al. 2016 lesioned and unraveled a pre-activation ResNet-110 (REFERENCE.md §4); with nothing after the
     # addition its paths split exactly (resx/studies/paths.py).
     deep_model: str = "preresnet110"
-    stochastic_depth: float = 0.5  # p_L of the stochastic-depth twin (Huang et al. 2016)
+    # true: the deep net is the grid's own run of deep_model (a CPU profile cannot afford a separate one)
+    deep_from_grid: bool = False
+    stochastic_depth: float | None = 0.5  # p_L of the stochastic-depth twin (Huang et al. 2016); null: none
     deep_train: dict[str, Any] = field(default_factory=dict)  # training changes for the deep nets
     plain_model: str = "plain56"  # the grid's plain net that the lesion study also deletes layers from
     twin_models: list[str] = field(default_factory=lambda: ["resnet56", "plain56"])  # block gradients, trained
@@ -139,10 +141,14 @@ def reproduce(
         for line in result.verdict:
             say(line)
 
-    deep_runs = {
-        settings.deep_model: runs_out / f"{settings.deep_model}-seed{train.seed}",
-        f"{settings.deep_model}-stochastic-depth": runs_out / f"{settings.deep_model}-sd{settings.stochastic_depth:g}-seed{train.seed}",
-    }
+    def grid_run(model: str) -> Path:
+        return grid_out / f"{model}-seed{train.seed}"
+
+    deep_runs = {settings.deep_model: (grid_run(settings.deep_model) if settings.deep_from_grid
+                                       else runs_out / f"{settings.deep_model}-seed{train.seed}")}
+    if settings.stochastic_depth is not None:
+        deep_runs[f"{settings.deep_model}-stochastic-depth"] = (
+            runs_out / f"{settings.deep_model}-sd{settings.stochastic_depth:g}-seed{train.seed}")
 
     def deep_nets() -> None:
         from resx.data import load_dataset
@@ -150,21 +156,22 @@ def reproduce(
         from resx.engine.run import run_folder_state
 
         base = replace(train, model=settings.deep_model, **settings.deep_train)
-        configs = [base, replace(base, stochastic_depth=settings.stochastic_depth)]
-        todo = [(c, d) for c, d in zip(configs, deep_runs.values()) if run_folder_state(d) != "finished"]
+        configs = [base]
+        if settings.stochastic_depth is not None:
+            configs.append(replace(base, stochastic_depth=settings.stochastic_depth))
+        # a deep net taken from the grid was trained there
+        planned = list(zip(configs, deep_runs.values()))[1 if settings.deep_from_grid else 0:]
+        todo = [(c, d) for c, d in planned if run_folder_state(d) != "finished"]
         if not todo:
             return
         data_on_device = load_dataset(train.data, train.data_dir).to(dev)
         trainers = [TrainingRun(c, d, resume="auto", data=data_on_device).setup() for c, d in todo]
         train_many(trainers, progress=progress)
 
-    def grid_run(model: str) -> Path:
-        return grid_out / f"{model}-seed{train.seed}"
-
     def lesion() -> None:
         from resx.studies.lesion import run_lesion
 
-        targets = [*deep_runs.values(), grid_run(settings.plain_model)]
+        targets = list(dict.fromkeys([*deep_runs.values(), grid_run(settings.plain_model)]))
         run_lesion(targets, data=train.data, data_dir=train.data_dir, max_k=lesion_settings.max_k,
                    draws=lesion_settings.draws, swaps=lesion_settings.swaps, seed=train.seed, device=str(dev),
                    out=out / "lesion")
@@ -172,7 +179,7 @@ def reproduce(
     def paths() -> None:
         from resx.studies.paths import run_paths
 
-        targets = [deep_runs[settings.deep_model], *(grid_run(m) for m in settings.twin_models)]
+        targets = list(dict.fromkeys([deep_runs[settings.deep_model], *(grid_run(m) for m in settings.twin_models)]))
         run_paths([t for t in targets if t.exists()], data=train.data, data_dir=train.data_dir,
                   samples=paths_settings.samples, batch_size=paths_settings.batch_size, seed=train.seed,
                   device=str(dev), out=out / "paths")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from resx.data.augment import normalize
 from resx.data.dataset import ImageData
-from resx.engine.device import autocast
+from resx.engine.device import autocast, wants_channels_last
 from resx.engine.graphs import capture
 
 
@@ -36,7 +36,7 @@ class Evaluator:
         self.labels = data.test_labels if split == "test" else data.train_labels
         n = self.images.shape[0]
         self.batch_size = min(batch_size, n)
-        self.channels_last = device.type == "cuda" and self.images.dim() == 4
+        self.channels_last = wants_channels_last(net) and self.images.dim() == 4
         shape = (1, data.channels, 1, 1)
         self.mean = torch.tensor(data.mean, device=device).view(shape)
         self.std = torch.tensor(data.std, device=device).view(shape)

@@ -5,6 +5,9 @@ Run folder:
     run_info.json   seed, versions (torch, CUDA), device name, git commit, dataset, status, memory, timing
     metrics.csv     one row per epoch (columns: METRIC_COLUMNS); train_error is measured on the training
                     batches of that epoch while training, as in He et al. 2015 Fig. 6
+    iterations.csv  the training curve against iterations, as He et al. 2015 Fig. 6 draws it (CURVE_COLUMNS): a row
+                    every `curve_every` iterations with the training error and loss over the last `curve_window`
+                    batches, so that even a short run gives a smooth curve
     checkpoint.pt   see checkpoint.py; written after every epoch (and on Ctrl-C, mid-epoch)
 
 `TrainingRun` is driven step by step (`steps()` is a generator) so that a study can interleave several runs on
@@ -26,7 +29,7 @@ from resx.atomic import save_torch_atomic, write_csv_atomic, write_json_atomic, 
 from resx.config import PAPER_ITERATIONS, TrainConfig
 from resx.data import ImageData, load_dataset
 from resx.engine import checkpoint as ckpt_io
-from resx.engine.device import resolve_device, resolve_precision
+from resx.engine.device import precision_choice, resolve_device, set_cpu_threads, wants_channels_last
 from resx.engine.evaluate import Evaluator
 from resx.engine.interrupt import DeferredInterrupt
 from resx.engine.step import TrainStep
@@ -36,12 +39,41 @@ from resx.provenance import environment
 
 METRIC_COLUMNS = [
     "epoch", "iteration", "lr", "train_loss", "train_error", "test_loss", "test_error",
-    "seconds", "images_per_second", "elapsed_seconds", "batch_size",
+    "seconds", "images_per_second", "elapsed_seconds", "batch_size", "lr_start", "lr_end",
 ]
+# iterations.csv: `iteration` counts batches done; train_error/train_loss are the means over the `window` batches
+# up to and including it (fewer at the start); batch_error/batch_loss are that one batch's.
+CURVE_COLUMNS = ["iteration", "epoch", "lr", "train_error", "train_loss", "window", "batch_error", "batch_loss"]
 # Fields that must match when resuming: another model or dataset is another run.
 IDENTITY_FIELDS = ("model", "data", "shortcut", "stochastic_depth", "depth", "width", "batch_size")
 
 ProgressFn = Callable[["TrainingRun", dict[str, Any] | None], None]
+
+
+def iteration_curve(losses: Sequence[float], errors: Sequence[int], *, batch_size: int, every: int, window: int,
+                    lrs: Sequence[float], steps_per_epoch: int):
+    """iterations.csv's rows (CURVE_COLUMNS) from per-batch losses and misclassified counts: one row every `every`
+    iterations (and the last), each with the means over the last `window` batches."""
+    import pandas as pd
+
+    n = len(errors)
+    if n == 0:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    err = pd.Series(errors, dtype="float64") / batch_size
+    loss = pd.Series(losses, dtype="float64")
+    err_w = err.rolling(window, min_periods=1).mean()
+    loss_w = loss.rolling(window, min_periods=1).mean()
+    picked = sorted({*range(every - 1, n, every), n - 1})  # 0-based batch index of each row
+    return pd.DataFrame({
+        "iteration": [i + 1 for i in picked],
+        "epoch": [i // steps_per_epoch + 1 for i in picked],
+        "lr": [lrs[i] for i in picked],
+        "train_error": err_w.iloc[picked].round(6).to_numpy(),
+        "train_loss": loss_w.iloc[picked].round(6).to_numpy(),
+        "window": [min(window, i + 1) for i in picked],
+        "batch_error": err.iloc[picked].round(6).to_numpy(),
+        "batch_loss": loss.iloc[picked].round(6).to_numpy(),
+    }, columns=CURVE_COLUMNS)
 
 
 def run_folder_state(run_dir: Path) -> str:
@@ -86,6 +118,10 @@ class TrainingRun:
         self.status = "new"
         self.stream = None
         self.resumed_from_device: str | None = None  # set when a checkpoint from another device type is resumed
+        # every batch's loss and misclassified count so far, for iterations.csv (kept in checkpoints)
+        self.batch_losses: list[float] = []
+        self.batch_errors: list[int] = []
+        self.batch_lrs: list[float] = []
 
     # --- set-up ---------------------------------------------------------------------------------------
     def _check_folder(self) -> dict[str, Any] | None:
@@ -117,7 +153,8 @@ class TrainingRun:
         get_model_spec(cfg.model)  # an unknown model name is reported before any data is loaded or downloaded
         resume_from = self._check_folder()
         self.device = resolve_device(cfg.device)
-        self.precision = resolve_precision(cfg.precision, self.device)
+        self.precision, self.precision_reason = precision_choice(cfg.precision, self.device)
+        self.threads = set_cpu_threads(cfg.threads) if self.device.type == "cpu" else None
         torch.manual_seed(cfg.seed)  # the initial weights; training's own draws come from the step's generator
         data = self._given_data or load_dataset(cfg.data, cfg.data_dir)
         if cfg.batch_size > data.train_images.shape[0]:
@@ -136,7 +173,8 @@ class TrainingRun:
         try:
             with self._on_stream():
                 self.net = create_model(cfg.model, **self.data.model_options, **cfg.model_options()).to(self.device)
-                if self.device.type == "cuda":
+                self.channels_last = wants_channels_last(self.net)
+                if self.channels_last:
                     self.net = self.net.to(memory_format=torch.channels_last)
                 self.net.train()
                 augment = self.data.augment if cfg.augment is None else cfg.augment
@@ -196,7 +234,7 @@ class TrainingRun:
             return cfg.warmup_lr  # type: ignore[return-value]
         total = getattr(self, "total_iterations", None) or self._fallback_total()
         passed = sum(iteration >= round(m * total) for m in cfg.lr_milestones)
-        return cfg.lr * cfg.lr_decay**passed
+        return float(f"{cfg.lr * cfg.lr_decay**passed:.12g}")  # 0.001, not 0.0010000000000000002
 
     def _fallback_total(self) -> int:
         return self.config.iterations or PAPER_ITERATIONS
@@ -223,6 +261,9 @@ class TrainingRun:
             "warmup_done": self.warmup_done,
             "rng": rng,
             "metrics": self.metrics,
+            "batch_losses": self.batch_losses,
+            "batch_errors": self.batch_errors,
+            "batch_lrs": self.batch_lrs,
             "dataset": self.data.describe(),
         }
 
@@ -236,6 +277,8 @@ class TrainingRun:
                 for buf, saved in zip(self.step.state.momentum_buffers, ckpt["momentum_buffers"], strict=True):
                     buf.copy_(saved)
                 for key, tensor in self.step.state.tensors().items():
+                    if key in ("batch_losses", "batch_errors") and key not in ckpt["step_state"]:
+                        continue  # a checkpoint from before iterations.csv: the curve starts at the resume
                     tensor.copy_(ckpt["step_state"][key])
         except (KeyError, RuntimeError, ValueError) as e:
             raise ResxError(f"checkpoint in {self.run_dir} does not fit this run ({str(e).splitlines()[0][:100]})") from None
@@ -245,6 +288,9 @@ class TrainingRun:
         self.elapsed = ckpt["elapsed"]
         self.warmup_done = ckpt["warmup_done"]
         self.metrics = list(ckpt["metrics"])
+        self.batch_losses = list(ckpt.get("batch_losses", []))
+        self.batch_errors = list(ckpt.get("batch_errors", []))
+        self.batch_lrs = list(ckpt.get("batch_lrs", []))
         rng = ckpt.get("rng", {})
         if "step" not in rng:
             raise ResxError(f"checkpoint in {self.run_dir} has no random state for its training step; it was written "
@@ -273,6 +319,13 @@ class TrainingRun:
         import pandas as pd
 
         write_csv_atomic(self.run_dir / "metrics.csv", pd.DataFrame(self.metrics, columns=METRIC_COLUMNS))
+        write_csv_atomic(self.run_dir / "iterations.csv", self.iteration_curve())
+
+    def iteration_curve(self):
+        """The rows of iterations.csv from the batch history (see the module docstring)."""
+        return iteration_curve(self.batch_losses, self.batch_errors, batch_size=self.config.batch_size,
+                               every=self.config.curve_every, window=self.config.curve_window,
+                               lrs=self.batch_lrs, steps_per_epoch=self.step.steps_per_epoch)
 
     def _write_info(self, **extra: Any) -> None:
         info = {
@@ -285,6 +338,9 @@ class TrainingRun:
             "blocks": len(self.net.blocks),
             "dataset": self.data.describe(),
             "precision": self.precision,
+            "precision_reason": self.precision_reason,
+            "channels_last": self.channels_last,
+            **({"cpu_threads": self.threads} if self.threads else {}),
             "cuda_graph": self.graphed,
             "iteration_means": f"one batch of {self.config.batch_size} training images",
             "total_iterations": self.total_iterations,
@@ -343,7 +399,13 @@ class TrainingRun:
         self.elapsed += seconds
         self.epoch += 1
         train_error = error_sum / (steps * self.config.batch_size)
-        lr = self.lr_at(self.host_iteration - 1)  # the lr this epoch ended with, before warm-up may end below
+        # the curve of He et al. Fig. 6: every batch's loss and errors, and the lr it trained with (read before
+        # the warm-up may end below)
+        first = self.host_iteration - steps
+        self.batch_losses += [round(v, 5) for v in s.batch_losses[:steps].tolist()]
+        self.batch_errors += s.batch_errors[:steps].tolist()
+        self.batch_lrs += [self.lr_at(i) for i in range(first, self.host_iteration)]
+        lr_start, lr = self.batch_lrs[-steps], self.batch_lrs[-1]  # `lr`: the lr this epoch ended with
         if not self.warmup_done and train_error < self.config.warmup_until_train_error:
             self.warmup_done = True  # He et al. 2015 §4.2: back to lr 0.1 once training error < 80%
         row = {
@@ -358,6 +420,8 @@ class TrainingRun:
             "images_per_second": round(steps * self.config.batch_size / max(train_seconds, 1e-9), 1),
             "elapsed_seconds": round(self.elapsed, 3),
             "batch_size": self.config.batch_size,
+            "lr_start": lr_start,
+            "lr_end": lr,
         }
         self.metrics.append(row)
         self._cursor, self._epoch_started, self._resumed_epoch_seconds = 0, None, 0.0
@@ -401,13 +465,15 @@ def train_many(
     progress_every: int = 50,
     queue: Sequence[Callable[[], TrainingRun]] = (),
     concurrency: int | None = None,
+    resume_hint: str = "run the same command with --resume to continue",
 ) -> list[TrainingRun]:
     """Train runs that are already set up, interleaving their steps so that on CUDA each run's graph replays
     on its own stream while the others run (several small nets fill one GPU better than one). On the CPU the
     steps simply alternate. Each run moves on to its next epoch as soon as it finishes one, so a fast net never
     waits for a slow one. `queue` holds more runs to set up (callables returning a set-up run): whenever a run
     finishes, the next one joins, keeping `concurrency` runs going. Ctrl-C saves every active run and raises
-    TrainingInterrupted. Returns every run trained, in the order they started."""
+    TrainingInterrupted (its message ends with `resume_hint`). SIGTERM is treated like Ctrl-C. Returns every run
+    trained, in the order they started."""
     queue = list(queue)
     limit = concurrency or max(1, len(runs))
     started = list(runs)
@@ -455,7 +521,8 @@ def train_many(
                 for run in active:
                     run.save_interrupted()
                 names = ", ".join(str(r.run_dir) for r in active)
-                raise TrainingInterrupted(f"interrupted; checkpoints saved in {names}; run the same command with --resume to continue")
+                what = "interrupted" if interrupt.signal_name == "SIGINT" else f"stopped by {interrupt.signal_name}"
+                raise TrainingInterrupted(f"{what}; checkpoints saved in {names}; {resume_hint}")
     return started
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from resx.data.augment import crop_flip, draw_crop_flip, normalize
 from resx.data.dataset import ImageData
-from resx.engine.device import autocast
+from resx.engine.device import autocast, wants_channels_last
 from resx.engine.graphs import capture
 from resx.engine.sgd import sgd_update
 
@@ -38,6 +38,8 @@ class StepState:
     lr: torch.Tensor  # float32 []
     loss_sum: torch.Tensor  # float32 []: sum over this epoch's batches of the mean batch loss
     error_sum: torch.Tensor  # int64 []: misclassified training samples this epoch
+    batch_losses: torch.Tensor  # float32 [steps_per_epoch]: each batch's mean loss this epoch (He et al. Fig. 6 curves)
+    batch_errors: torch.Tensor  # int64 [steps_per_epoch]: each batch's misclassified samples this epoch
     first_bad_iteration: torch.Tensor  # int64 []: first iteration with a non-finite loss, -1 if none
     momentum_buffers: list[torch.Tensor]
 
@@ -48,7 +50,7 @@ class StepState:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         names = ("order", "crop_offsets", "flips", "keep", "cursor", "iteration", "lr", "loss_sum", "error_sum",
-                 "first_bad_iteration")
+                 "batch_losses", "batch_errors", "first_bad_iteration")
         return {k: getattr(self, k) for k in names}
 
 
@@ -72,7 +74,7 @@ class TrainStep:
         self.net, self.data, self.device = net, data, device
         self.batch_size, self.momentum, self.weight_decay = batch_size, momentum, weight_decay
         self.precision, self.augment = precision, augment
-        self.channels_last = device.type == "cuda" and data.train_images.dim() == 4
+        self.channels_last = wants_channels_last(net) and data.train_images.dim() == 4
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.steps_per_epoch = data.train_images.shape[0] // batch_size  # the last partial batch is dropped
         if self.steps_per_epoch < 1:
@@ -103,6 +105,8 @@ class TrainStep:
             lr=torch.tensor(lr, dtype=torch.float32, device=device),
             loss_sum=zeros(torch.float32),
             error_sum=zeros(torch.int64),
+            batch_losses=torch.zeros(steps, dtype=torch.float32, device=device),
+            batch_errors=torch.zeros(steps, dtype=torch.int64, device=device),
             first_bad_iteration=torch.full((), -1, dtype=torch.int64, device=device),
             momentum_buffers=[torch.zeros_like(p) for p in self.params],
         )
@@ -126,8 +130,11 @@ class TrainStep:
         sgd_update(self.params, grads, s.momentum_buffers, s.lr, self.momentum, self.weight_decay)
         with torch.no_grad():
             loss = loss.detach()
+            errors = (logits.argmax(dim=1) != labels).sum()
             s.loss_sum.add_(loss)
-            s.error_sum.add_((logits.argmax(dim=1) != labels).sum())
+            s.error_sum.add_(errors)
+            s.batch_losses.index_copy_(0, at, loss.view(1))
+            s.batch_errors.index_copy_(0, at, errors.view(1))
             bad = ~torch.isfinite(loss) & (s.first_bad_iteration < 0)
             s.first_bad_iteration.copy_(torch.where(bad, s.iteration, s.first_bad_iteration))
             s.cursor.add_(1)

@@ -32,12 +32,14 @@ CURVE_COLUMNS = [
     "model", "family", "residual", "depth", "seed", "epoch", "iteration", "train_error", "test_error",
     "train_loss", "test_loss", "lr", "batch_size", "seconds", "images_per_second",
 ]
+ITERATION_CURVES = "iteration_curves.csv"  # every run's iterations.csv (engine/run.py), with the grid's columns
 SUMMARY_COLUMNS = [
     "model", "family", "residual", "depth", "params", "seeds", "final_train_error_mean", "final_train_error_std",
     "final_test_error_mean", "final_test_error_std", "best_test_error_mean", "best_test_error_std", "iterations",
 ]
+RESUME_HINT = "run the same command again: finished runs are skipped and interrupted ones resume"
 # Config fields that do not change what a run computes: a finished run trained with other values is reused.
-IGNORED_FOR_REUSE = ("device", "data_dir", "graph")
+IGNORED_FOR_REUSE = ("device", "data_dir", "graph", "threads", "curve_every", "curve_window")
 
 
 @dataclass(frozen=True)
@@ -157,9 +159,12 @@ def run_grid(
     on_status: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train every run that is not finished (interrupted ones resume from their checkpoints), `concurrency`
-    at a time on one device. Returns timing: wall seconds, images trained, aggregate images/s."""
+    at a time on one device: on CUDA interleaved on streams of one process, on a CPU in worker processes that
+    share the cores (engine/processes.py; default: one per core, the deepest runs first).
+    Returns timing: wall seconds, images trained, aggregate images/s."""
     from resx.data import load_dataset
     from resx.engine import TrainingRun, resolve_device, train_many
+    from resx.engine.device import cpu_count
     from resx.engine.run import run_folder_state
 
     say = on_status or (lambda _msg: None)
@@ -175,10 +180,13 @@ def run_grid(
         return {**info, "wall_seconds": 0.0, "images": 0, "images_per_second": 0.0}
     device = resolve_device(todo[0].config.device)
     if concurrency is None:
-        concurrency = 4 if device.type == "cuda" else 1
+        concurrency = 4 if device.type == "cuda" else cpu_count()
     if concurrency < 1:
         raise ResxError(f"--concurrency must be at least 1, got {concurrency}")
+    concurrency = min(concurrency, len(todo))
     first = todo[0].config
+    if device.type == "cpu" and concurrency > 1:
+        return {**info, **_run_on_cpu_workers(todo, concurrency, progress, say)}
     data = load_dataset(first.data, first.data_dir).to(device)  # once, shared by every run on the device
     start = time.perf_counter()
     before: dict[str, int] = {}
@@ -194,7 +202,8 @@ def run_grid(
         return start_run
 
     # A pool of `concurrency` runs: when one finishes, the next starts (train_many's queue).
-    trainers = train_many([], queue=[starter(run) for run in todo], concurrency=concurrency, progress=progress)
+    trainers = train_many([], queue=[starter(run) for run in todo], concurrency=concurrency, progress=progress,
+                          resume_hint=RESUME_HINT)
     images = sum((t.host_iteration - before[t.name]) * t.config.batch_size for t in trainers)
     memory = [t.memory_mb for t in trainers]
     wall = time.perf_counter() - start
@@ -206,6 +215,25 @@ def run_grid(
         "images_per_second": round(images / max(wall, 1e-9), 1),
         "memory_mb_per_run": round(max(memory), 1) if memory else 0.0,
     }
+
+
+def _run_on_cpu_workers(todo: list[GridRun], workers: int, progress: Callable | None,
+                        say: Callable[[str], None]) -> dict[str, Any]:
+    """The CPU pool: deepest (slowest) runs first, so the pool ends together; the cores split evenly unless the
+    config sets threads."""
+    from resx.engine.device import cpu_count
+    from resx.engine.processes import Job, train_in_processes
+
+    threads = todo[0].config.threads or max(1, cpu_count() // workers)
+    jobs = [Job(r.config, r.run_dir, r.label) for r in sorted(todo, key=lambda r: -r.depth)]
+    say(f"training {len(jobs)} run(s) in {workers} worker processes of {threads} thread(s) each")
+    start = time.perf_counter()
+    results = train_in_processes(jobs, workers=workers, threads_per_worker=threads, progress=progress,
+                                 resume_hint=RESUME_HINT)
+    wall = time.perf_counter() - start
+    images = sum((r.iterations_after - r.iterations_before) * r.batch_size for r in results)
+    return {"concurrency": workers, "threads_per_run": threads, "wall_seconds": round(wall, 2), "images": images,
+            "images_per_second": round(images / max(wall, 1e-9), 1), "memory_mb_per_run": 0.0}
 
 
 def _load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
@@ -226,7 +254,7 @@ def collect(out: str | Path, runs: list[GridRun] | None = None) -> tuple[pd.Data
     run is complete)."""
     out = Path(out)
     known = {r.run_dir.name: r for r in runs or []}
-    frames, finals = [], []
+    frames, finals, iteration_frames = [], [], []
     for run_dir in sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
         loaded = _load_run(run_dir)
         if loaded is None:
@@ -243,6 +271,10 @@ def collect(out: str | Path, runs: list[GridRun] | None = None) -> tuple[pd.Data
         curve = metrics.assign(model=model, family=family, residual=bool(info["residual"]), depth=depth,
                                seed=int(info["seed"]), finished=finished)
         frames.append(curve)
+        iterations = _read_iterations(run_dir)
+        if iterations is not None and not iterations.empty:
+            iteration_frames.append(iterations.assign(model=model, family=family, residual=bool(info["residual"]),
+                                                      depth=depth, seed=int(info["seed"]), finished=finished))
         if finished:
             finals.append(dict(model=model, family=family, residual=bool(info["residual"]), depth=depth,
                                params=int(info["parameters"]), seed=int(info["seed"]),
@@ -255,7 +287,18 @@ def collect(out: str | Path, runs: list[GridRun] | None = None) -> tuple[pd.Data
     summary = summarise(pd.DataFrame(finals))
     write_csv_atomic(out / "curves.csv", curves)
     write_csv_atomic(out / "summary.csv", summary)
+    if iteration_frames:  # He et al. Fig. 6 against iterations: every run's iterations.csv, tidy
+        merged = pd.concat(iteration_frames, ignore_index=True)
+        front = ["model", "family", "residual", "depth", "seed"]
+        write_csv_atomic(out / ITERATION_CURVES, merged[front + [c for c in merged.columns if c not in front]])
     return curves, summary
+
+
+def _read_iterations(run_dir: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(run_dir / "iterations.csv")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
 
 
 def final_train_error(metrics: pd.DataFrame, steps_per_epoch: int | None) -> float:
