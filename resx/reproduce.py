@@ -89,11 +89,13 @@ def reproduce(
     data_dir: str | None = None,
     device: str = "auto",
     out: str | Path = "results",
+    epochs: int | None = None,
     allow_cpu: bool = False,
     progress: Callable | None = None,
     say: Callable[[str], None] = print,
 ) -> Path:
-    """Run every stage of the profile into `out`; returns the path of REPORT.md."""
+    """Run every stage of the profile into `out`; returns the path of REPORT.md. `epochs` replaces the profile's
+    training length (for every net it trains), e.g. a shorter run of the cpu-cifar profile on a slow machine."""
     from resx.engine import resolve_device
     from resx.studies.compare import CompareOptions, compare_plain
 
@@ -102,13 +104,14 @@ def reproduce(
     settings = _section(ReproduceSettings, dict(sections.get("reproduce", {})), f"{path} (reproduce)")
     lesion_settings = _section(LesionSettings, dict(sections.get("lesion", {})), f"{path} (lesion)")
     paths_settings = _section(PathsSettings, dict(sections.get("paths", {})), f"{path} (paths)")
-    overrides = dict(data=data, data_dir=data_dir, device=device if device != "auto" else None)
+    overrides = dict(data=data, data_dir=data_dir, device=device if device != "auto" else None, epochs=epochs)
     train = resolve_config(path, overrides)
     dev = resolve_device(train.device)
     if settings.requires_gpu and dev.type != "cuda" and not allow_cpu:
         raise ResxError(
             f"profile {profile!r} trains full CIFAR nets and needs a CUDA GPU (this machine has none); "
-            "run `make demo` for the CPU demo, PROFILE=cpu for a small CPU version, or pass --allow-cpu to insist"
+            "run `resx demo` for the CPU demo, `--profile cpu` for a small CPU version (make: PROFILE=cpu), "
+            "or pass --allow-cpu to insist"
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +120,7 @@ def reproduce(
     from resx.provenance import environment
 
     write_json_atomic(out / "reproduce.json", {"profile": profile, "file": str(shown), "data": train.data,
-                                                **environment(dev)})
+                                                "epochs_override": epochs, **environment(dev)})
 
     def stage(name: str, fn: Callable[[], Any]) -> None:
         if stages.get(name, {}).get("status") == "finished":
