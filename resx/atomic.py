@@ -69,3 +69,89 @@ def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
     import torch
 
     return write_atomic(path, lambda f: torch.save(obj, f))
+
+
+# --- output folders: checked before any computing, so that a study is never lost to a folder it cannot write -------
+def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Refuse (ResxError, one line) an output folder that is a file, lies under a file, or cannot be written: the
+    folder itself if it exists, else the nearest folder above it that does (where it would be created). Nothing is
+    created. Returns the path."""
+    from resx.errors import ResxError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ResxError(f"{option} {path} is a file, not a folder; give a folder (it is created if missing)")
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ResxError(f"{option} {path} lies under {existing}, which is a file, not a folder; give another folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" ({existing}, where it would be created)"
+        raise ResxError(f"{option} {path} is not writable{where}; give a folder you can write to")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """The same for a file to be written: not a folder, and its folder can be created and written."""
+    from resx.errors import ResxError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ResxError(f"{option} {path} is a folder; give the file to write (e.g. {path / 'REPORT.md'})")
+    check_output_folder(path.parent if str(path.parent) else Path("."), option=f"{option} {path}: folder")
+    return path
+
+
+# --- run folder locks -----------------------------------------------------------------------------------------------
+LOCK_NAME = ".resx.lock"
+
+
+class FolderLock:
+    """An exclusive lock on a folder (fcntl.flock on FOLDER/.resx.lock), held until `release()` or the process
+    ends: the kernel drops a dead process's lock, so a lock file left behind by a crash is never stale. The lock
+    file stays (removing it would race with a process about to lock it); it holds the holder's pid and host, for
+    the message a second writer gets. (The one file resx writes in place: a lock cannot be renamed over.)"""
+
+    def __init__(self, folder: str | os.PathLike, what: str = "run folder") -> None:
+        import fcntl
+        import socket
+
+        from resx.errors import ResxError
+
+        self._fd: int | None = None
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            finally:
+                os.close(fd)
+            who = f" ({holder})" if holder else ""
+            raise ResxError(f"{what} {self.folder} is in use by another resx process{who}; wait for it to end, "
+                            "or give another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor drops the flock
+
+    def __del__(self) -> None:
+        self.release()
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

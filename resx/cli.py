@@ -9,6 +9,7 @@ A user mistake (ResxError) is printed as one line `error: ...` with exit code 1,
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -17,17 +18,63 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from resx.atomic import check_output_file, check_output_folder
 from resx.errors import ResxError
+from resx.options import check_numbers, float_list
 
 app = typer.Typer(
     name="resx",
     help="Reproduce the classic experiments on why residual networks work (He et al. 2015, Veit et al. 2016).",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _plain_help_types() -> None:
+    """Typer 0.2x shows each option's type as `<bool>`, `<str>`, `<int>`: a flag gets none here, the others the
+    usual word (TEXT, INTEGER, FLOAT, PATH). Skipped quietly where Typer's internals differ."""
+    try:
+        from typer.core import TyperArgument, TyperOption
+    except ImportError:  # pragma: no cover
+        return
+    words = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "bool": "BOOLEAN"}
+
+    def plain(original: Callable) -> Callable:
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            if getattr(self, "metavar", None) is None and getattr(self, "is_flag", False):
+                return None
+            shown = original(self, ctx)
+            if isinstance(shown, str) and shown.startswith("<") and ">" in shown:
+                inner, rest = shown[1:].split(">", 1)
+                shown = words.get(inner, inner.upper()) + rest
+            return shown
+
+        return display_type_rich
+
+    for cls in (TyperOption, TyperArgument):
+        if hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = plain(cls.display_type_rich)
+
+
+_plain_help_types()
+
+
+@app.callback(invoke_without_command=True)
+def main_options(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print resx's version and exit.", is_eager=True)] = False,
+) -> None:
+    """`resx` alone shows the help (exit 0); `resx --version` the version."""
+    if version:
+        from resx import __version__
+
+        console.print(f"resx {__version__}", highlight=False)
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        console.print(ctx.get_help(), highlight=False)
+        raise typer.Exit(0)
 
 # --- options shared by every command that computes (same meaning everywhere) ------------------------------
 DataOpt = Annotated[
@@ -45,11 +92,16 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = _sigterm_interrupts()
         try:
             return fn(*args, **kwargs)
         except ResxError as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(getattr(e, "exit_code", 1)) from None
+        except Terminated:
+            err_console.print("[bold red]error:[/] stopped by SIGTERM (outside training, where nothing was left "
+                              "half-written); run the same command again to continue", highlight=False, soft_wrap=True)
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
@@ -59,8 +111,29 @@ def user_errors(fn: Callable) -> Callable:
                                   "try a smaller --batch-size or --concurrency", highlight=False, soft_wrap=True)
                 raise typer.Exit(1) from None
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop (which defers it to a checkpoint: resx/engine/interrupt.py)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _sigterm_interrupts() -> Any:
+    """While a command runs, SIGTERM (what `timeout` and SLURM send) stops it like Ctrl-C, with a message, instead
+    of killing it silently. Returns the previous handler (None off the main thread, where none can be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 # --- progress ------------------------------------------------------------------------------------------------
@@ -70,10 +143,15 @@ class RunProgress:
     def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("it"),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=console,
-        )
+        # Below 120 columns: a short bar, no time-remaining column and short stats, so that the bar, the run's
+        # name and its numbers all stay readable at 80 columns.
+        self.narrow = console.width < 120
+        columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=12 if self.narrow else 40),
+                              MofNCompleteColumn(), TimeElapsedColumn()]
+        if not self.narrow:
+            columns[3:3] = [TextColumn("it")]
+            columns.append(TimeRemainingColumn())
+        self.progress = Progress(*columns, TextColumn("{task.fields[stats]}"), console=console)
         self.tasks: dict[int, Any] = {}
 
     def __enter__(self) -> "RunProgress":
@@ -88,7 +166,10 @@ class RunProgress:
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(run.name, total=run.total_iterations, stats="")
         fields = {}
-        if row is not None:
+        if row is not None and self.narrow:
+            fields["stats"] = (f"ep {row['epoch']}/{run.total_epochs} loss {row['train_loss']:.2f} "
+                               f"err {100 * row['train_error']:.1f}/{100 * row['test_error']:.1f}%")
+        elif row is not None:
             fields["stats"] = (f"ep {row['epoch']}/{run.total_epochs}  loss {row['train_loss']:.3f}  "
                                f"train err {100 * row['train_error']:.2f}%  test err {100 * row['test_error']:.2f}%  "
                                f"{row['images_per_second']:,.0f} img/s")
@@ -108,9 +189,15 @@ def models_command() -> None:
 
     from resx.models import create_model, get_model_spec, list_models
 
-    table = Table(title="resx model zoo")
+    from rich import box
+
+    wide = console.width >= 120  # below: no family column (the name says it) and light borders, to fit 80 columns
+    table = Table(title="resx model zoo", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)
     for col in ("name", "family", "residual", "blocks", "params", "description"):
-        table.add_column(col, justify="right" if col in ("blocks", "params") else "left")
+        if col == "family" and not wide:
+            continue
+        table.add_column(col, justify="right" if col in ("blocks", "params") else "left",
+                         no_wrap=col != "description")
     for name in list_models():
         spec = get_model_spec(name)
         options = {"input_size": 32} if spec.family == "imagenet" else {}
@@ -118,7 +205,7 @@ def models_command() -> None:
             options = {"in_channels": 1, "input_size": 28}
         with torch.device("meta"):  # parameter shapes only: no memory, no initialisation time
             net = create_model(name, **options)
-        table.add_row(name, spec.family, "yes" if spec.residual else "no", str(len(net.blocks)),
+        table.add_row(name, *([spec.family] if wide else []), "yes" if spec.residual else "no", str(len(net.blocks)),
                       f"{net.num_parameters() / 1e6:.2f}M", spec.description)
     console.print(table)
     console.print("CIFAR names take any 6n+2 depth too (resnet8, plain14, ...); MLPs take --depth and --width.")
@@ -134,6 +221,10 @@ def train_command(
     iterations: Annotated[Optional[int], typer.Option(help="Train for N iterations (one iteration = one batch).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 0.1).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (default 128).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum (default 0.9).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Weight decay (default 1e-4).")] = None,
+    lr_milestones: Annotated[Optional[str], typer.Option("--lr-milestones", help="Fractions of training where lr is divided by 10 (default 0.5,0.75).")] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="No crop and flip (default: the dataset's recipe).")] = False,
     seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
@@ -145,22 +236,31 @@ def train_command(
     warmup_lr: Annotated[Optional[float], typer.Option("--warmup-lr", help="lr until training error < 80% (He et al.: 0.01 for ResNet-110).")] = None,
     depth: Annotated[Optional[int], typer.Option(help="MLP depth (2 * blocks + 2).")] = None,
     width: Annotated[Optional[int], typer.Option(help="MLP width.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 (auto: bf16 on CUDA).")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        help="auto | fp32 | bf16 (auto: bf16 where the GPU or CPU computes it natively).")] = None,
     no_graph: Annotated[bool, typer.Option("--no-graph", help="Eager steps instead of a CUDA graph.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: one per core).")] = None,
+    curve_every: Annotated[Optional[int], typer.Option("--curve-every", help="iterations.csv: a row every N iterations (default 10).")] = None,
+    curve_window: Annotated[Optional[int], typer.Option("--curve-window", help="iterations.csv: training error over the last N batches (default 100).")] = None,
+    zero_init_residual: Annotated[bool, typer.Option("--zero-init-residual", help="Residual branches start at zero (Goyal et al. 2017); residual nets only.")] = False,
 ) -> None:
-    """Train one model on one dataset: metrics.csv, checkpoint.pt, config.yaml and run_info.json in --out."""
+    """Train one model on one dataset: metrics.csv, iterations.csv, checkpoint.pt, config.yaml, run_info.json."""
     from resx.config import resolve_config
     from resx.engine import train
 
+    check_numbers(locals())
     if resume and overwrite:
         raise ResxError("--resume and --overwrite exclude each other")
     cfg = resolve_config(config, dict(
         model=model, data=data, epochs=epochs, iterations=iterations, lr=lr, batch_size=batch_size, seed=seed,
         device=device if device != "auto" else None, data_dir=str(data_dir) if data_dir else None, shortcut=shortcut,
         stochastic_depth=stochastic_depth, warmup_lr=warmup_lr, depth=depth, width=width, precision=precision,
-        graph=False if no_graph else None,
+        graph=False if no_graph else None, momentum=momentum, weight_decay=weight_decay,
+        lr_milestones=float_list(lr_milestones, "--lr-milestones"), augment=False if no_augment else None,
+        threads=threads, curve_every=curve_every, curve_window=curve_window,
+        zero_init_residual=True if zero_init_residual else None,
     ))
-    run_dir = out or Path("runs") / f"{cfg.model}-seed{cfg.seed}"
+    run_dir = check_output_folder(out or Path("runs") / f"{cfg.model}-seed{cfg.seed}")
     with RunProgress() as progress:
         run = train(cfg, run_dir, resume="require" if resume else "never", overwrite=overwrite, progress=progress)
     show_run_summary(run)
@@ -205,7 +305,8 @@ def compare_plain_command(
     family: Annotated[Optional[str], typer.Option(help="cifar | preact | mlp")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/degradation).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="Run only slice I of N (I/N, e.g. a SLURM array index).")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Runs trained at once on one GPU (default 4 on CUDA, 1 on CPU).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Runs trained at once: on CUDA streams of one GPU (default 4), on a CPU worker processes (default one per core).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads of each run (default: the cores shared out evenly).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 0.1).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (default 128).")] = None,
     seed: SeedOpt = None,
@@ -215,13 +316,15 @@ def compare_plain_command(
     """Plain vs residual nets across depths: the degradation problem (He et al. 2015, Fig. 6)."""
     from resx.studies.compare import CompareOptions, compare_plain
 
+    check_numbers(locals())
     options = CompareOptions.resolve(config, dict(
         depths=int_list(depths, "--depths"), residual_depths=int_list(residual_depths, "--residual-depths"),
         seeds=seeds, family=family, out=str(out) if out else None, shard=shard, concurrency=concurrency,
     ), dict(
         data=data, epochs=epochs, iterations=iterations, shortcut=shortcut, lr=lr, batch_size=batch_size, seed=seed,
-        device=device if device != "auto" else None, data_dir=str(data_dir) if data_dir else None,
+        device=device if device != "auto" else None, data_dir=str(data_dir) if data_dir else None, threads=threads,
     ))
+    check_output_folder(options.out)
     console.print(f"compare-plain: {options.describe()}")
     with RunProgress() as progress:
         result = compare_plain(options, progress=progress, on_status=lambda msg: progress.progress.console.print(msg))
@@ -256,13 +359,16 @@ def demo_command(
     data: DataOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
+    seed: SeedOpt = None,
 ) -> None:
     """The degradation problem in minutes on a CPU: plain vs residual MLPs of 6 and 50 layers."""
     from resx.studies.demo import run_demo
 
+    check_numbers(locals())
+    check_output_folder(out)
     with RunProgress() as progress:
         result = run_demo(out, data=data, data_dir=str(data_dir) if data_dir else None, device=device,
-                          progress=progress, say=lambda msg: progress.progress.console.print(msg, highlight=False))
+                          seed=seed or 0, progress=progress, say=lambda msg: progress.progress.console.print(msg, highlight=False))
     show_degradation(result)
 
 
@@ -283,11 +389,16 @@ def lesion_command(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Eval batch (default: 1000 on CPU, as large as fits on CUDA).")] = None,
     cache_mb: Annotated[Optional[int], typer.Option("--cache-mb", help="Memory for cached activations (default: automatic; 0: off).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for lesion_*.csv and lesion_info.json.")] = Path("results/lesion"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier lesion study in --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Lesion runs that are not finished, or on another dataset than their own.")] = False,
 ) -> None:
     """Delete and reorder blocks of trained nets at test time (Veit et al. 2016, §4, Figs. 3 and 5)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from resx.studies.lesion import run_lesion
+
+    check_numbers(locals())
+    check_output_folder(out)
 
     progress_bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console)
@@ -301,7 +412,8 @@ def lesion_command(
     with progress_bar:
         result = run_lesion(runs, data=data, data_dir=data_dir, studies=studies, blocks=blocks, max_k=max_k, draws=draws,
                             swaps=swaps, seed=seed if seed is not None else 0, device=device, batch_size=batch_size,
-                            cache_bytes=None if cache_mb is None else cache_mb * 2**20, out=out, progress=progress)
+                            cache_bytes=None if cache_mb is None else cache_mb * 2**20, out=out, progress=progress,
+                            overwrite=overwrite, force=force)
     rows = result.summary()
     ks = sorted({k for r in rows for k in r.get("delete_k", {})})
     counts = sorted({c for r in rows for c in r.get("swap", {})})
@@ -344,11 +456,16 @@ def paths_command(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier paths study in --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Analyse runs that are not finished, or on another dataset than their own.")] = False,
 ) -> None:
     """Gradient per path length and per block: which paths of a residual net carry the gradient."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from resx.studies.paths import run_paths
+
+    check_numbers(locals())
+    check_output_folder(out)
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
@@ -360,7 +477,8 @@ def paths_command(
             bar.update(tasks[stage], completed=done)
 
         result = run_paths(checkpoints or (), model, init=init, data=data, data_dir=data_dir, samples=samples,
-                           batch_size=batch_size, seed=seed, device=device, tf32=not no_tf32, out=out, progress=progress)
+                           batch_size=batch_size, seed=seed, device=device, tf32=not no_tf32, out=out, progress=progress,
+                           overwrite=overwrite, force=force)
     info = result.info
     lo, hi = info["window"]
     table = Table(title=f"paths of {info['model']} ({'trained' if info['trained'] else 'at initialisation'}, {info['data']})")
@@ -387,10 +505,14 @@ def paths_command(
 def bench_command(
     models: Annotated[str, typer.Option(help="Models to measure, comma-separated.")] = "resnet20,resnet56,resnet110,plain56",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 128,
-    seconds: Annotated[float, typer.Option(help="Timed seconds per model and method (after warm-up).")] = 10.0,
-    concurrency: Annotated[int, typer.Option(help="Runs at once for the concurrent measurement.")] = 4,
+    seconds: Annotated[float, typer.Option(help="Timed seconds per model, method and round (after warm-up).")] = 10.0,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds per method; the median is reported.")] = 3,
+    concurrency: Annotated[Optional[int], typer.Option(
+        help="Runs at once for resx-concurrent (default: 4 on CUDA, one per core on a CPU).")] = None,
     methods: Annotated[str, typer.Option(help="common-recipe,resx-eager-fp32,resx,resx-concurrent")] = "common-recipe,resx-eager-fp32,resx,resx-concurrent",
-    workers: Annotated[int, typer.Option(help="DataLoader workers of the common recipe.")] = 4,
+    workers: Annotated[Optional[int], typer.Option(
+        help="DataLoader workers of the common recipe (default: the fastest of 0, 1, 2 on a CPU; 4 on CUDA).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads of the single-run methods (default: all cores).")] = None,
     data: DataOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
@@ -398,29 +520,38 @@ def bench_command(
     out: Annotated[Path, typer.Option(help="Folder for bench.csv and bench.png.")] = Path("results/bench"),
 ) -> None:
     """Training images/s: the common recipe (DataLoader + PIL, eager fp32) vs resx's engine, on this device."""
-    from resx.bench import BenchSettings, run_bench, speedups
+    from resx.bench import BenchSettings, run_bench
 
+    check_numbers(locals())
+    check_output_folder(out)
     settings = BenchSettings(models=[m for m in models.split(",") if m], batch_size=batch_size, seconds=seconds,
-                             concurrency=concurrency, methods=tuple(m for m in methods.split(",") if m), workers=workers)
-    frame = run_bench(settings, data=data or "cifar10", data_dir=str(data_dir) if data_dir else None, device=device,
-                      seed=seed or 0, out=out,
-                      on_row=lambda r: console.print(f"{r['model']:>10} {r['method']:<16} {r['images_per_second']:>10,.0f} img/s"
-                                                     f"  peak {r['peak_memory_mb']:,.0f} MB"))
-    table = Table(title=f"training images/s, batch {batch_size} ({frame['device_name'].iloc[0]})")
-    for col in ("model", "method", "images/s", "peak memory MB"):
+                             concurrency=concurrency, methods=tuple(m for m in methods.split(",") if m),
+                             workers=workers, rounds=rounds, threads=threads).validate()
+    frame = run_bench(settings, data=data, data_dir=str(data_dir) if data_dir else None, device=device,
+                      seed=seed or 0, out=out, say=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+                      on_row=lambda r: console.print(f"{r['model']:>10} {r['method']:<16} "
+                                                     f"{r['images_per_second']:>8,.0f} img/s", highlight=False))
+    show_bench_table(frame, batch_size)
+    console.print(f"results in [bold]{out}[/] (bench.csv, bench_rounds.csv, bench_info.json, bench.png)")
+
+
+def show_bench_table(frame: Any, batch_size: int) -> None:
+    """bench.csv as a table that fits 80 columns: median images/s, the rounds' spread (half the range, in % of the
+    median), GFLOP/s and the ratio to the common recipe."""
+    table = Table(title=f"training images/s, batch {batch_size}\n{frame['device_name'].iloc[0]}")
+    for col in ("model", "method", "img/s", "spread", "GFLOP/s", "% peak", "vs common"):
         table.add_column(col, justify="left" if col in ("model", "method") else "right")
+    common = frame[frame["method"] == "common-recipe"].set_index("model")["images_per_second"]
     for r in frame.itertuples():
-        method = r.method + (f" x{r.concurrency}" if r.concurrency > 1 else "")
-        table.add_row(r.model, method, f"{r.images_per_second:,.0f}", f"{r.peak_memory_mb:,.0f}")
+        method = r.method.replace("resx-concurrent", "resx x") + (f"{r.concurrency}" if r.concurrency > 1 else "")
+        ratio = f"{r.images_per_second / common[r.model]:.2f}x" if r.model in common.index else ""
+        table.add_row(r.model, method, f"{r.images_per_second:,.0f}",
+                      f"±{50 * (r.images_per_second_max - r.images_per_second_min) / r.images_per_second:.0f}%",
+                      f"{r.gflops:,.0f}",
+                      f"{100 * r.fraction_of_peak:.1f}", ratio)
     console.print(table)
-    for r in speedups(frame).itertuples():
-        parts = []
-        if hasattr(r, "resx_vs_common"):
-            parts.append(f"resx {r.resx_vs_common:.1f}x the common recipe")
-        if hasattr(r, "concurrent_vs_single"):
-            parts.append(f"{concurrency} concurrent runs {r.concurrent_vs_single:.2f}x one run")
-        console.print(f"{r.model}: " + ", ".join(parts))
-    console.print(f"results in [bold]{out}[/] (bench.csv, bench.png)")
+    console.print("GFLOP/s: 6 x forward multiply-accumulates per image; % peak: of a large matmul in the method's "
+                  "precision on this device.", style="dim")
 
 
 # --- plot and report (CSV only: these never import torch) ----------------------------------------------------------
@@ -437,7 +568,9 @@ def plot_command(
 
     if not results_dir.is_dir():
         raise ResxError(f"no such folder: {results_dir}")
-    written = plot_results(results_dir, formats=tuple(f.strip() for f in format.split(",") if f.strip()), out=out)
+    check_output_folder(out) if out is not None else check_output_folder(results_dir, "RESULTS_DIR")
+    written = plot_results(results_dir, formats=tuple(f.strip() for f in format.split(",") if f.strip()), out=out,
+                           on_note=lambda line: err_console.print(f"note: {line}", highlight=False, soft_wrap=True))
     for path in written:
         console.print(f"wrote {path}", highlight=False)
     if report:
@@ -453,27 +586,41 @@ def report_command(
     """Write REPORT.md: resx's numbers beside the papers', with provenance and figures."""
     from resx.report import write_report
 
+    if out is not None:
+        check_output_file(out)
+    elif results_dir.is_dir():  # (a missing folder is reported by write_report)
+        check_output_folder(results_dir, "RESULTS_DIR")
     path = write_report(results_dir, out=out)
     console.print(f"wrote {path}", highlight=False)
 
 
 # --- reproduce ---------------------------------------------------------------------------------------------------
+def profile_names() -> list[str]:
+    """The reproduce profiles that exist (experiments/reproduce-NAME.yaml)."""
+    from resx.reproduce import PROFILES_DIR
+
+    return sorted(p.stem.removeprefix("reproduce-") for p in PROFILES_DIR.glob("reproduce-*.yaml"))
+
+
 @app.command("reproduce")
 @user_errors
 def reproduce_command(
-    profile: Annotated[str, typer.Option(help="quick | paper | tiny, or an experiments/*.yaml file.")] = "quick",
+    profile: Annotated[str, typer.Option(help=f"{' | '.join(profile_names())}, or an experiments/*.yaml file.")] = "quick",
     data: DataOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    epochs: Annotated[Optional[int], typer.Option(help="Train every net for N epochs instead of the profile's length.")] = None,
+    seed: SeedOpt = None,
     allow_cpu: Annotated[bool, typer.Option("--allow-cpu", help="Run a GPU profile on the CPU anyway.")] = False,
 ) -> None:
     """Everything: degradation grid, deep nets with/without stochastic depth, lesion, paths, figures, REPORT.md."""
     from resx.reproduce import reproduce
 
+    check_output_folder(out)
     with RunProgress() as progress:
         report = reproduce(profile, data=data, data_dir=str(data_dir) if data_dir else None, device=device, out=out,
-                           allow_cpu=allow_cpu, progress=progress,
+                           epochs=epochs, seed=seed, allow_cpu=allow_cpu, progress=progress,
                            say=lambda msg: progress.progress.console.print(msg, highlight=False))
     console.print(f"done: [bold]{report}[/]")
 

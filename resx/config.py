@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -46,6 +48,9 @@ class TrainConfig:
     stochastic_depth: float | None = None  # p_L, survival probability of the last block (Huang et al.: 0.5)
     depth: int | None = None  # MLPs only
     width: int | None = None  # MLPs only
+    # Residual branches start at zero (their last BN weight 0; Goyal et al. 2017 §5.1). Residual nets only; a grid
+    # applies it to the residual twins, never to plain nets. Not the papers' recipe: the demo's MLPs use it.
+    zero_init_residual: bool | None = None
     augment: bool | None = None  # None: the dataset's default (on for CIFAR and imagefolder)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -86,10 +91,14 @@ class TrainConfig:
             raise ResxError(f"stochastic-depth is the last block's survival probability in (0, 1], got {self.stochastic_depth}")
         if self.warmup_lr is not None and not (self.warmup_lr > 0 and math.isfinite(self.warmup_lr)):
             raise ResxError(f"warmup-lr must be positive, got {self.warmup_lr}")
+        kind, _, where = self.data.partition(":")
+        if kind == "imagefolder" and where:  # absolute, so that a run's data is found from any folder (lesion, paths)
+            self.data = f"imagefolder:{os.path.abspath(os.path.expanduser(where))}"
         return self
 
     def model_options(self) -> dict[str, Any]:
-        opts = dict(shortcut=self.shortcut, stochastic_depth=self.stochastic_depth, depth=self.depth, width=self.width)
+        opts = dict(shortcut=self.shortcut, stochastic_depth=self.stochastic_depth, depth=self.depth, width=self.width,
+                    zero_init_residual=self.zero_init_residual or None)
         return {k: v for k, v in opts.items() if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +106,17 @@ class TrainConfig:
 
 
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _exponent_float(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads `1e-3` and `5e-4`, exponent floats without a dot, as strings: take them as the
+    numbers they are."""
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
@@ -107,9 +127,13 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             return None
         raise ResxError(f"{source}: {name} must not be empty")
     if "list" in text:
+        if isinstance(value, list):
+            value = [_exponent_float(v) for v in value]
         if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise ResxError(f"{source}: {name} must be a list of numbers, got {value!r}")
         return [float(v) for v in value]
+    if "float" in text:
+        value = _exponent_float(value)
     if "bool" in text:
         if not isinstance(value, bool):
             raise ResxError(f"{source}: {name} must be true or false, got {value!r}")

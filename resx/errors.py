@@ -14,6 +14,12 @@ class TrainingDiverged(ResxError):
 
 
 class TrainingInterrupted(ResxError):
-    """The user pressed Ctrl-C; a checkpoint was written and the run can be resumed."""
+    """The user pressed Ctrl-C (or the scheduler sent SIGTERM); a checkpoint was written and the run can be resumed.
+    The exit code is the shell's for that signal: 130 for SIGINT, 143 for SIGTERM."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code

@@ -3,6 +3,7 @@ and issue #9: a grid killed between runs resumes to the same numbers."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -111,26 +112,92 @@ def test_bad_grid_options(args, match):
     assert len(lines) == 1 and __import__("re").search(match, lines[0]), result.output
 
 
-def test_grid_killed_between_runs_resumes(tmp_path):
-    """SIGKILL while the grid trains its second run; rerunning finishes it with the numbers of an uninterrupted grid."""
-    data = "synthetic:size=8,train=1024,test=64"
-    args = ["compare-plain", "--depths", "8", "--seeds", "1", "--data", data, "--epochs", "3", "--batch-size", "32"]
+KILL_DATA = "synthetic:size=8,train=1024,test=64"  # 32 steps of 32 per epoch
+KILL_GRID = ["compare-plain", "--depths", "8", "--seeds", "1", "--data", KILL_DATA, "--epochs", "3", "--batch-size", "32"]
+
+
+def start_grid(tmp_path: Path, out: str, pause: str) -> subprocess.Popen:
+    """The grid in a real process (its own process group, workers included) whose run `pause` ("RUN:ITERATION")
+    stops after that step and waits to be signalled (the RESX_PAUSE_AT test hook): the test decides where the
+    signal lands, whatever the machine's speed."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RESX_NO_DOWNLOAD": "1", "RESX_DATA": str(tmp_path / "data"),
-           "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    process = subprocess.Popen([sys.executable, "-m", "resx", *args, "--out", "killed"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    second = Path("killed/resnet8-seed0/metrics.csv")
-    deadline = time.monotonic() + 120
-    while not (second.exists() and len(pd.read_csv(second)) >= 1):
+           "OMP_NUM_THREADS": "1", "COLUMNS": "200", "RESX_PAUSE_AT": pause,
+           "RESX_PAUSE_MARKER": str(tmp_path / "paused")}
+    return subprocess.Popen([sys.executable, "-m", "resx", *KILL_GRID, "--out", out], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until_paused(process: subprocess.Popen, marker: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout  # guards against a hung process only
+    while not marker.exists():
         assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "grid made no progress"
+        assert time.monotonic() < deadline, "grid never reached its pause"
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert invoke(*args, "--out", "killed").exit_code == 0
-    assert invoke(*args, "--out", "straight").exit_code == 0
+
+
+def test_grid_killed_mid_run_resumes(tmp_path):
+    """SIGKILL to the grid and its workers (a machine that dies) while resnet8 is in its second epoch: rerunning
+    the same command finishes the grid with the numbers of an uninterrupted one."""
+    process = start_grid(tmp_path, "killed", "resnet8-seed0:40")
+    try:
+        wait_until_paused(process, tmp_path / "paused")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert len(pd.read_csv("killed/resnet8-seed0/metrics.csv")) == 1
+    assert invoke(*KILL_GRID, "--out", "killed").exit_code == 0
+    assert invoke(*KILL_GRID, "--out", "straight").exit_code == 0
     cols = ["model", "epoch", "train_loss", "train_error", "test_error"]
     pd.testing.assert_frame_equal(pd.read_csv("killed/curves.csv")[cols], pd.read_csv("straight/curves.csv")[cols])
+
+
+def test_grid_stopped_by_sigterm_says_how_to_continue(tmp_path):
+    """SIGTERM is how a SLURM job ends at its time limit: every running run checkpoints, the grid exits non-zero
+    with one line saying to run the same command again, and doing so gives an uninterrupted grid's numbers."""
+    process = start_grid(tmp_path, "stopped", "resnet8-seed0:40")
+    try:
+        wait_until_paused(process, tmp_path / "paused")
+        process.send_signal(signal.SIGTERM)  # the parent only, as a scheduler does; it tells its workers
+        _, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and "run the same command again" in lines[0], err
+    assert "--resume" not in lines[0]  # compare-plain has no --resume: rerunning is how it continues
+    assert process.returncode == 143  # the shell's code for SIGTERM, as for a single run
+    info = json.loads(Path("stopped/resnet8-seed0/run_info.json").read_text())
+    assert info["status"] == "interrupted" and info["iterations_done"] == 40
+    assert invoke(*KILL_GRID, "--out", "stopped").exit_code == 0
+    assert invoke(*KILL_GRID, "--out", "straight").exit_code == 0
+    cols = ["model", "epoch", "train_loss", "train_error", "test_error"]
+    pd.testing.assert_frame_equal(pd.read_csv("stopped/curves.csv")[cols], pd.read_csv("straight/curves.csv")[cols])
+
+
+def test_workers_of_a_killed_grid_checkpoint_and_stop_by_themselves(tmp_path):
+    """SIGKILL to the grid's parent only (an out-of-memory kill): its CPU workers notice, checkpoint their runs and
+    stop, instead of training on unseen and holding their run folders' locks; rerunning finishes the grid."""
+    process = start_grid(tmp_path, "orphaned", "resnet8-seed0:40")
+    try:
+        wait_until_paused(process, tmp_path / "paused")
+        process.kill()  # the parent alone: its workers are orphaned
+        process.wait()
+        info_file = Path("orphaned/resnet8-seed0/run_info.json")
+        deadline = time.monotonic() + 300  # guards against a worker that never stops only
+        while json.loads(info_file.read_text()).get("status") != "interrupted":
+            assert time.monotonic() < deadline, "the orphaned worker never stopped"
+            time.sleep(0.1)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert json.loads(info_file.read_text())["iterations_done"] == 40
+    assert invoke(*KILL_GRID, "--out", "orphaned").exit_code == 0  # no lock left held
+    assert invoke(*KILL_GRID, "--out", "straight").exit_code == 0
+    cols = ["model", "epoch", "train_loss", "train_error", "test_error"]
+    pd.testing.assert_frame_equal(pd.read_csv("orphaned/curves.csv")[cols], pd.read_csv("straight/curves.csv")[cols])
 
 
 def test_demo_falls_back_to_synthetic_data_and_says_so(monkeypatch):

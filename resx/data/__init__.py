@@ -60,6 +60,24 @@ def parse_synthetic(spec: str) -> dict[str, int]:
     return options
 
 
+def normalise_data_spec(spec: str | None) -> str | None:
+    """One spelling per dataset, to compare specs: synthetic options in a fixed order with their defaults filled
+    in (`synthetic:size=8,train=512` is `synthetic:train=512,size=8`), imagefolder paths absolute and normalised
+    (`./x` is `x`). Other names are returned as given; a spec that does not parse is returned as given too."""
+    if not spec:
+        return spec
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        try:
+            options = parse_synthetic(spec)
+        except ResxError:
+            return spec
+        return "synthetic:" + ",".join(f"{k}={v}" for k, v in options.items())
+    if kind == "imagefolder" and rest:
+        return f"imagefolder:{os.path.abspath(os.path.expanduser(rest))}"
+    return spec
+
+
 def _fingerprint(parts: list[str]) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 

@@ -8,11 +8,27 @@ their parent may signal on top of the terminal or the scheduler (see `never_esca
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _escalate = True
+# A hook for tests of killed and interrupted runs, so that they never depend on the machine's speed:
+# RESX_PAUSE_AT="ITERATION" (or "RUN:ITERATION", RUN a run's name) makes training stop after that iteration's step,
+# write the file named by RESX_PAUSE_MARKER, and wait there (at most PAUSE_SECONDS) until it is signalled.
+PAUSE_AT = "RESX_PAUSE_AT"
+PAUSE_MARKER = "RESX_PAUSE_MARKER"
+PAUSE_SECONDS = 600.0
+
+
+def _pause_spec() -> tuple[str | None, int] | None:
+    text = os.environ.get(PAUSE_AT)
+    if not text:
+        return None
+    name, _, iteration = text.rpartition(":")
+    return (name or None), int(iteration)
 
 
 def never_escalate() -> None:
@@ -26,6 +42,21 @@ class DeferredInterrupt:
         self.requested = False
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
+        self._pause = _pause_spec()
+
+    def pause_point(self, name: str, iteration: int) -> None:
+        """The test hook (see PAUSE_AT): a no-op unless the environment asks for a pause at this run's iteration."""
+        if self._pause is None or iteration != self._pause[1] or self._pause[0] not in (None, name):
+            return
+        self._pause = None  # once
+        marker = os.environ.get(PAUSE_MARKER)
+        if marker:
+            from resx.atomic import write_text_atomic
+
+            write_text_atomic(marker, f"{name} {iteration} {os.getpid()}\n")
+        deadline = time.monotonic() + PAUSE_SECONDS
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _handler(self, signum, frame) -> None:
         if self.requested and _escalate:  # second Ctrl-C: give up waiting

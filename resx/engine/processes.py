@@ -19,6 +19,8 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import signal
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,9 @@ def _worker(jobs: Any, events: Any, threads: int, progress_every: int) -> None:
     # request until every worker has stopped, so one that arrives during a run's set-up is not lost.
     for sig in interrupt.SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    # A parent killed outright (SIGKILL, an out-of-memory kill) cannot stop its workers: each watches for it and
+    # then stops itself as after Ctrl-C, checkpointing its run, instead of training on unseen and holding its lock.
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     import torch
 
     from resx.data import load_dataset
@@ -94,6 +99,14 @@ def _worker(jobs: Any, events: Any, threads: int, progress_every: int) -> None:
             return
 
 
+def _stop_when_orphaned(parent: int, every: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(every)
+    while True:  # repeated: a signal that lands while a run is being set up is ignored (see _worker)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(every)
+
+
 def _progress_fields(run: Any) -> dict[str, Any]:
     return dict(name=run.name, host_iteration=run.host_iteration, total_iterations=run.total_iterations,
                 total_epochs=run.total_epochs)
@@ -110,7 +123,11 @@ def train_in_processes(
 ) -> list[JobResult]:
     """Train `jobs` with `workers` processes of `threads_per_worker` threads each (jobs are taken in order: put
     the longest first). Returns one result per finished job. Raises TrainingInterrupted on Ctrl-C or SIGTERM
-    (every worker checkpoints first) and ResxError when a run fails."""
+    (every worker checkpoints first) and ResxError when a run fails.
+
+    The workers are started with multiprocessing's "spawn": each re-imports the `__main__` module, so a script
+    that calls this (directly or through compare_plain or reproduce) must do so under `if __name__ == "__main__":`.
+    Notebooks and the `resx` command need nothing."""
     if workers < 1:
         raise ResxError(f"workers must be at least 1, got {workers}")
     ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited torch thread pools or locks
@@ -172,11 +189,15 @@ def train_in_processes(
             raise RuntimeError(f"run {name} failed in its worker process:\n{message}")
         raise ResxError(message)
     if stop_requested or interrupted:
-        what = "interrupted" if (stop_requested or ["SIGINT"])[0] == "SIGINT" else f"stopped by {stop_requested[0]}"
-        raise TrainingInterrupted(f"{what}; every running run saved a checkpoint; {resume_hint}")
+        by = (stop_requested or ["SIGINT"])[0]
+        what = "interrupted" if by == "SIGINT" else f"stopped by {by}"
+        raise TrainingInterrupted(f"{what}; every running run saved a checkpoint; {resume_hint}",
+                                  exit_code=143 if by == "SIGTERM" else 130)
     lost = [p.exitcode for p in procs if p.exitcode not in (0, None)]
     if lost:
-        raise ResxError(f"a worker process died (exit code {lost[0]}); run the same command again to continue")
+        raise ResxError(f"a worker process died (exit code {lost[0]}); run the same command again to continue (a script "
+                        "that calls resx's CPU grid must start it under `if __name__ == '__main__':`, since the "
+                        "workers re-import the script)")
     return results
 
 

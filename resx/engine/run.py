@@ -17,6 +17,7 @@ one GPU, each on its own CUDA stream (see `train_many`).
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -27,7 +28,7 @@ import torch
 
 from resx.atomic import save_torch_atomic, write_csv_atomic, write_json_atomic, write_yaml_atomic
 from resx.config import PAPER_ITERATIONS, TrainConfig
-from resx.data import ImageData, load_dataset
+from resx.data import ImageData, load_dataset, normalise_data_spec
 from resx.engine import checkpoint as ckpt_io
 from resx.engine.device import precision_choice, resolve_device, set_cpu_threads, wants_channels_last
 from resx.engine.evaluate import Evaluator
@@ -46,6 +47,12 @@ METRIC_COLUMNS = [
 CURVE_COLUMNS = ["iteration", "epoch", "lr", "train_error", "train_loss", "window", "batch_error", "batch_loss"]
 # Fields that must match when resuming: another model or dataset is another run.
 IDENTITY_FIELDS = ("model", "data", "shortcut", "stochastic_depth", "depth", "width", "batch_size")
+# Fields a resume may change: where and how fast it runs, not what it computes. The length (epochs, iterations) may
+# change too, to no fewer iterations than are done; the change is recorded (run_info.json's length_changes). Every
+# other field (lr, momentum, weight decay, milestones, seed, ...) must match, so that config.yaml keeps saying
+# what the run used.
+FREE_ON_RESUME = ("device", "data_dir", "graph", "threads", "eval_batch_size", "curve_every", "curve_window",
+                  "epochs", "iterations")
 
 ProgressFn = Callable[["TrainingRun", dict[str, Any] | None], None]
 
@@ -122,10 +129,15 @@ class TrainingRun:
         self.batch_losses: list[float] = []
         self.batch_errors: list[int] = []
         self.batch_lrs: list[float] = []
+        self.length_changes: list[dict[str, Any]] = []  # --epochs/--iterations changed on --resume (recorded)
 
     # --- set-up ---------------------------------------------------------------------------------------
     def _check_folder(self) -> dict[str, Any] | None:
         """Apply the resume/overwrite rules; return the checkpoint to resume from, if any."""
+        from resx.atomic import check_output_folder
+
+        check_output_folder(self.run_dir, "run folder")
+        self._stamp = self._folder_stamp()
         state = run_folder_state(self.run_dir)
         has_ckpt = (self.run_dir / ckpt_io.CHECKPOINT_NAME).exists()
         if self.overwrite:
@@ -140,17 +152,82 @@ class TrainingRun:
             ckpt = ckpt_io.read_checkpoint(self.run_dir / ckpt_io.CHECKPOINT_NAME)
             saved = ckpt["config"]
             for key in IDENTITY_FIELDS:
-                if saved.get(key) != getattr(self.config, key):
+                same = (normalise_data_spec(saved.get(key)) == normalise_data_spec(self.config.data) if key == "data"
+                        else saved.get(key) == getattr(self.config, key))
+                if not same:
                     raise ResxError(
                         f"checkpoint in {self.run_dir} is for {key}={saved.get(key)!r}, not {getattr(self.config, key)!r}; "
                         "use another --out or --overwrite"
                     )
+            wanted = self.config.to_dict()
+            for key, value in wanted.items():
+                if key in IDENTITY_FIELDS or key in FREE_ON_RESUME or key not in saved or saved[key] == value:
+                    continue
+                raise ResxError(
+                    f"checkpoint in {self.run_dir} was trained with {key}={saved[key]!r}, not {value!r}; a resumed run "
+                    f"keeps its settings ({self.run_dir}/config.yaml): give the same ones, another --out, or --overwrite"
+                )
             return ckpt
         return None
 
+    def _folder_stamp(self) -> tuple:
+        """What the run folder's files look like now: seen again once the lock is held, to catch a writer that
+        was at work between the checks and the lock."""
+        stamp = []
+        for name in (ckpt_io.CHECKPOINT_NAME, "metrics.csv", "run_info.json", "config.yaml"):
+            try:
+                st = (self.run_dir / name).stat()
+                stamp.append((name, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamp.append((name, None, None))
+        return tuple(stamp)
+
+    def _check_length(self, ckpt: dict[str, Any]) -> None:
+        """--epochs or --iterations on --resume: no fewer iterations than are done; a change is recorded."""
+        self.length_changes = list(ckpt.get("length_changes", []))
+        saved = ckpt["config"]
+        spe = self.step.steps_per_epoch
+        before = saved.get("iterations") or (saved["epochs"] * spe if saved.get("epochs") else PAPER_ITERATIONS)
+        done = ckpt["iteration"]
+        if self.total_iterations < done:
+            asked = (f"--iterations {self.config.iterations}" if self.config.iterations is not None
+                     else f"--epochs {self.config.epochs}" if self.config.epochs is not None
+                     else f"the default {PAPER_ITERATIONS} iterations")
+            raise ResxError(
+                f"{self.run_dir} has trained {done} iterations ({ckpt['epoch']} epochs of {spe}); {asked} is "
+                f"{self.total_iterations} iterations, fewer than done: give at least --epochs {math.ceil(done / spe)} "
+                f"(or --iterations {done}), or start again with --overwrite"
+            )
+        if self.total_iterations != before:
+            self.length_changes.append({"at_iteration": done, "from_iterations": before,
+                                        "to_iterations": self.total_iterations,
+                                        "epochs": self.config.epochs, "iterations": self.config.iterations})
+
+    def _take_lock(self) -> None:
+        """Hold the run folder for this process (released when it ends, or by release_lock): a second writer —
+        another `resx train` into the same --out, or a --resume of a run being trained — is refused."""
+        from resx.atomic import FolderLock
+
+        if getattr(self, "_lock", None) is not None and self._lock.held:
+            return
+        stamp = self._stamp
+        self._lock = FolderLock(self.run_dir)
+        if self._folder_stamp() != stamp:
+            self.release_lock()
+            raise ResxError(f"run folder {self.run_dir} was written by another process while this one started; "
+                            "run the command again")
+
+    def release_lock(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+
     def setup(self) -> "TrainingRun":
         cfg = self.config
-        get_model_spec(cfg.model)  # an unknown model name is reported before any data is loaded or downloaded
+        spec = get_model_spec(cfg.model)  # an unknown model name is reported before any data is loaded or downloaded
+        if cfg.shortcut is not None and not spec.residual:
+            raise ResxError(f"--shortcut {cfg.shortcut} is for residual nets; {cfg.model} is a plain net and has no "
+                            "shortcuts (leave --shortcut out)")
         resume_from = self._check_folder()
         self.device = resolve_device(cfg.device)
         self.precision, self.precision_reason = precision_choice(cfg.precision, self.device)
@@ -190,6 +267,8 @@ class TrainingRun:
                     device=self.device, use_graph=cfg.graph,
                 )
                 if resume_from is not None:
+                    self._check_length(resume_from)
+                    self._take_lock()  # before _restore rewrites metrics.csv
                     self._restore(resume_from)
                 if self.device.type == "cuda" and cfg.graph and not self.done:  # a finished run needs no graphs
                     self.step.capture_graph()
@@ -203,6 +282,7 @@ class TrainingRun:
             (torch.cuda.max_memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
         )
         self.graphed = self.device.type == "cuda" and cfg.graph  # how this run trains (graphs are freed when done)
+        self._take_lock()  # every check passed: from here on this process writes the folder, alone
         if self.overwrite:  # only now: a command that fails above must not cost the user the old run
             for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
                 (self.run_dir / f).unlink(missing_ok=True)
@@ -265,6 +345,7 @@ class TrainingRun:
             "batch_errors": self.batch_errors,
             "batch_lrs": self.batch_lrs,
             "dataset": self.data.describe(),
+            "length_changes": self.length_changes,
         }
 
     def _save_checkpoint(self) -> None:
@@ -350,6 +431,7 @@ class TrainingRun:
             "memory_mb": round(self.memory_mb, 1),
             "elapsed_seconds": round(self.elapsed, 2),
             **({"resumed_from_device": self.resumed_from_device} if self.resumed_from_device else {}),
+            **({"length_changes": self.length_changes} if self.length_changes else {}),
             **self.env,
             **extra,
         }
@@ -487,9 +569,11 @@ def train_many(
                 progress(run, None)
             if not run.done:
                 active.append(run)
-            elif run.status != "finished":  # killed after its last checkpoint but before run_info said so
-                run.status = "finished"
-                run._write_info()
+            else:
+                if run.status != "finished":  # killed after its last checkpoint but before run_info said so
+                    run.status = "finished"
+                    run._write_info()
+                run.release_lock()
 
     refill()
     generators = {id(r): r.steps() for r in active}
@@ -499,6 +583,7 @@ def train_many(
             for run in list(active):
                 try:
                     next(generators[id(run)])
+                    interrupt.pause_point(run.name, run.host_iteration)  # a test hook; nothing unless asked
                     continue
                 except StopIteration:
                     pass
@@ -508,6 +593,7 @@ def train_many(
                 if run.done:
                     active.remove(run)
                     run.release_graphs()
+                    run.release_lock()  # its files are final: the folder is free for others
                     refill()
                     for new in active:
                         generators.setdefault(id(new), new.steps())
@@ -522,7 +608,8 @@ def train_many(
                     run.save_interrupted()
                 names = ", ".join(str(r.run_dir) for r in active)
                 what = "interrupted" if interrupt.signal_name == "SIGINT" else f"stopped by {interrupt.signal_name}"
-                raise TrainingInterrupted(f"{what}; checkpoints saved in {names}; {resume_hint}")
+                raise TrainingInterrupted(f"{what}; checkpoints saved in {names}; {resume_hint}",
+                                          exit_code=128 + signal.Signals[interrupt.signal_name].value)
     return started
 
 
@@ -537,10 +624,13 @@ def train(
 ) -> TrainingRun:
     """Train one model (library entry point of `resx train`). Returns the finished run (metrics in `.metrics`)."""
     run = TrainingRun(config, run_dir, resume=resume, overwrite=overwrite, data=data).setup()
-    if progress:
-        progress(run, None)
-    train_many([run], progress=progress)
-    if run.status != "finished":  # resumed a finished run: nothing to do, but say so in run_info
-        run.status = "finished"
-        run._write_info()
+    try:
+        if progress:
+            progress(run, None)
+        train_many([run], progress=progress)
+        if run.status != "finished":  # resumed a finished run: nothing to do, but say so in run_info
+            run.status = "finished"
+            run._write_info()
+    finally:
+        run.release_lock()
     return run

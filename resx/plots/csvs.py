@@ -6,7 +6,10 @@ column the figure needs is the user's problem to see, so it is a `ResxError` nam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -17,15 +20,38 @@ _TRUE = {"true", "1", "yes", "y", "t", "residual"}
 _FALSE = {"false", "0", "no", "n", "f", "plain", ""}
 
 
+# Required columns that hold text (names) or booleans; every other required column must hold numbers.
+TEXT_COLUMNS = frozenset({"model", "method", "run", "family", "residual", "downsampling", "trained", "finished"})
+# Set while plot_results runs: notes about CSVs that were read but had nothing to draw (see `collecting_notes`).
+_notes: list[str] | None = None
+
+
+@contextmanager
+def collecting_notes() -> Iterator[list[str]]:
+    """Collect, for the caller to show, a line for each CSV that has a header but no rows."""
+    global _notes
+    previous, _notes = _notes, []
+    try:
+        yield _notes
+    finally:
+        _notes = previous
+
+
 def read_csv(path: str | Path, required: Sequence[str]) -> pd.DataFrame | None:
-    """The CSV at `path`, or None if it is absent or has no rows; ResxError if a required column is missing."""
+    """The CSV at `path`, or None if it is absent or has a header but no rows (noted, see `collecting_notes`).
+    ResxError naming the file and the problem if it is empty, cut in the middle of a row, lacks a required column,
+    holds text in a numeric column, or has no value at all in a required numeric column."""
     path = Path(path)
     if not path.is_file():
         return None
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise ResxError(f"{path}: empty file (not even a header); rerun the study that writes it, or delete it")
+    _check_not_cut(path, raw)
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(io.BytesIO(raw))
     except pd.errors.EmptyDataError:
-        return None
+        raise ResxError(f"{path}: empty file (not even a header); rerun the study that writes it, or delete it") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise ResxError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
     missing = [c for c in required if c not in frame.columns]
@@ -34,8 +60,37 @@ def read_csv(path: str | Path, required: Sequence[str]) -> pd.DataFrame | None:
             f"{path}: missing column {missing[0]!r} (needs {', '.join(required)}; has {', '.join(map(str, frame.columns))})"
         )
     if frame.empty:
+        if _notes is not None:
+            _notes.append(f"{path}: a header but no rows; nothing to draw from it")
         return None
+    for column in required:
+        if column in TEXT_COLUMNS:
+            continue
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values):
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = values[numbers.isna() & values.notna()]
+            if len(bad):
+                raise ResxError(f"{path}: column {column!r} holds {bad.iloc[0]!r} (row {bad.index[0] + 1}), "
+                                "expected a number")
+            values = numbers
+        if values.isna().all():
+            raise ResxError(f"{path}: column {column!r} has no value in any row (all empty or NaN)")
     return frame
+
+
+def _check_not_cut(path: Path, raw: bytes) -> None:
+    """resx writes every CSV whole, ending with a newline; a last row without one that has fewer fields than the
+    header was cut (a copy interrupted, a disk full)."""
+    if raw.endswith(b"\n"):
+        return
+    lines = raw.decode("utf-8", "replace").splitlines()
+    if len(lines) < 2:
+        return
+    header, last = (next(csv.reader([line])) for line in (lines[0], lines[-1]))
+    if len(last) < len(header):
+        raise ResxError(f"{path}: cut in the middle of row {len(lines) - 1} ({len(last)} of {len(header)} fields); "
+                        "rerun the study that writes it, or restore the file")
 
 
 def as_bool(values: pd.Series, path: str | Path = "", column: str = "") -> pd.Series:

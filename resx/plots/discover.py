@@ -8,11 +8,13 @@ block_gradients.csv a paths study, bench.csv a benchmark. The studies may each w
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from resx.errors import ResxError
 from resx.plots import style
 from resx.plots.bench import plot_bench
+from resx.plots.csvs import collecting_notes
 from resx.plots.degradation import plot_degradation
 from resx.plots.lesion import plot_lesion
 from resx.plots.paths import plot_paths
@@ -49,18 +51,23 @@ def find_studies(results_dir: str | Path) -> dict[str, list[Path]]:
     return found
 
 
-def plot_results(results_dir: str | Path, formats=("png", "pdf"), out: str | Path | None = None) -> list[Path]:
+def plot_results(results_dir: str | Path, formats=("png", "pdf"), out: str | Path | None = None,
+                 on_note: Callable[[str], None] | None = None) -> list[Path]:
     """Redraw every figure of every study found under `results_dir`; returns the paths written.
 
-    Figures go beside their CSVs, or with `out` into out/<the CSVs' folder relative to results_dir>."""
+    Figures go beside their CSVs, or with `out` into out/<the CSVs' folder relative to results_dir>. A CSV with a
+    header but no rows draws nothing; `on_note` gets a line naming it."""
     formats = style.check_formats(formats)
     results_dir = Path(results_dir)
     studies = find_studies(results_dir)
     if not any(studies.values()):
         raise ResxError(f"no resx CSVs found under {results_dir} (looked for {LOOKED_FOR})")
     written: list[Path] = []
-    for kind in KINDS:
-        for folder in studies[kind]:
-            target = None if out is None else Path(out) / folder.relative_to(results_dir)
-            written += PLOTTERS[kind](folder, formats=formats, out=target)
+    with collecting_notes() as notes:
+        for kind in KINDS:
+            for folder in studies[kind]:
+                target = None if out is None else Path(out) / folder.relative_to(results_dir)
+                written += PLOTTERS[kind](folder, formats=formats, out=target)
+    for note in dict.fromkeys(notes):
+        (on_note or (lambda _line: None))(note)
     return written

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from resx.atomic import write_csv_atomic, write_json_atomic
-from resx.config import TrainConfig, replace
+from resx.config import TrainConfig, replace, train_config_from
 from resx.errors import ResxError
 
 FAMILIES = {
@@ -80,11 +80,14 @@ def plan_grid(
         raise ResxError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
     if seeds < 1:
         raise ResxError(f"seeds must be at least 1, got {seeds}")
+    depths = list(dict.fromkeys(depths))  # --depths 8,8 is one depth
+    residual_depths = list(dict.fromkeys(residual_depths))
     if not depths and not residual_depths:
         raise ResxError("the grid is empty: give at least one depth (--depths 20,56)")
     for d in [*depths, *residual_depths]:
         check_depth(family, d)
-    per_model = per_model or {}
+    per_model = {name: train_config_from(dict(changes or {}), f"per_model {name}")
+                 for name, changes in (per_model or {}).items()}
     plain_name, residual_name = FAMILIES[family]
     runs: list[GridRun] = []
     entries = [(d, False) for d in depths] + [(d, True) for d in depths] + [
@@ -99,8 +102,10 @@ def plan_grid(
             changes: dict[str, Any] = dict(model=name, seed=seed)
             if family == "mlp":
                 changes["depth"] = depth
-            if family in ("cifar", "preact") and not residual:
+            if not residual:  # a plain net has no shortcut to choose
                 changes["shortcut"] = None
+            if not residual:
+                changes["zero_init_residual"] = None  # a plain twin has no residual branch to start at zero
             if residual and family in ("cifar", "preact") and depth >= 110 and base.warmup_lr is None:
                 # He et al. 2015 §4.2: for ResNet-110, lr 0.1 "is slightly too large to start converging", so
                 # 0.01 until the training error is below 80%, then back to 0.1. (A per_model entry overrides it.)
@@ -108,6 +113,10 @@ def plan_grid(
             overrides = per_model.get(label, per_model.get(name, {}))
             config = replace(base, **{**changes, **overrides})
             runs.append(GridRun(name, family, residual, depth, seed, config, out / f"{label}-seed{seed}"))
+    names = sorted({r.model for r in runs} | {r.run_dir.name.rsplit("-seed", 1)[0] for r in runs})
+    unknown = [k for k in per_model if k not in names]
+    if unknown:  # a typo would silently drop the change (e.g. a warm-up)
+        raise ResxError(f"per_model names {unknown[0]!r}, which is no model of this grid; its models: {', '.join(names)}")
     return runs
 
 
@@ -140,9 +149,13 @@ def check_reusable(run: GridRun) -> None:
         return
     import yaml
 
+    from resx.data import normalise_data_spec
+
     saved = yaml.safe_load(saved_file.read_text()) or {}
     wanted = run.config.to_dict()
-    diffs = [k for k, v in _comparable(wanted).items() if saved.get(k) != v]
+    same = lambda k, v: (normalise_data_spec(saved.get(k)) == normalise_data_spec(v) if k == "data"  # noqa: E731
+                         else saved.get(k) == v)
+    diffs = [k for k, v in _comparable(wanted).items() if not same(k, v)]
     if diffs:
         k = diffs[0]
         raise ResxError(

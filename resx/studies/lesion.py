@@ -51,6 +51,7 @@ from torch import nn
 
 from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.errors import ResxError
+from resx.studies import guards
 from resx.studies.kendall import kendall_tau
 
 STUDIES = ("single", "delete-k", "swap")
@@ -509,6 +510,8 @@ def run_lesion(
     cache_bytes: int | None = None,
     out: str | Path = Path("results/lesion"),
     progress: ProgressFn | None = None,
+    overwrite: bool = True,
+    force: bool = False,
 ) -> LesionResult:
     """Lesion each trained run (a run folder or checkpoint.pt) and write the CSVs and lesion_info.json into `out`.
 
@@ -524,6 +527,9 @@ def run_lesion(
     seed:        seeds the torch.Generator of each study's draws
     cache_bytes: memory for the prefix cache (None: automatic, 0: off)
     progress:    called as progress(run name, study, done, total) after each lesion
+    overwrite:   replace an earlier lesion study in `out` (its files are removed first, so nothing mixes); False
+                 (the CLI's default): refuse it
+    force:       lesion runs that are not finished, or on other data than their own (refused otherwise)
     """
     import pandas as pd
 
@@ -543,9 +549,12 @@ def run_lesion(
     dev = resolve_device(device)
     precision = resolve_precision("auto", dev)
     out = Path(out)
+    earlier = guards.check_study_folder(out, "lesion", overwrite)
 
     # Check every run and option before the first evaluation: a mistake should cost seconds, not a study.
     runs = load_runs(checkpoints)
+    for run in runs:
+        guards.check_run(run.name, run.checkpoint, run.data_spec, data, force=force, what="lesion")
     datasets: dict[tuple, Any] = {}
     plans_for: dict[str, dict] = {}
     for run in runs:
@@ -585,6 +594,7 @@ def run_lesion(
         _check_data_fits(run, datasets[key])
         plans_for[run.name] = dict(studies=run_studies, skipped=skipped, deletable=deletable, max_k=k_max, pairs=pairs, data=key)
 
+    guards.remove_files(earlier)  # every check passed: the earlier study goes, so that nothing mixes
     single_rows: list[dict] = []
     delete_rows: list[dict] = []
     swap_rows: list[dict] = []

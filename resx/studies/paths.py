@@ -27,7 +27,7 @@ How it is measured here (see `path_gradients`):
     analysed batch (`calibrate_batchnorm`; nothing is learnt), so the eval-mode net computes what the
     training-mode net computes at initialisation while the examples stay independent. Trained nets keep theirs.
 
-Block gradients (the lectures' vanishing-gradient picture, measured): for each block, the mean over the batch of
+Block gradients (the vanishing-gradient picture, measured): for each block, the mean over the batch of
 the per-example L2 norm of d(loss_i)/d(block input), same batch, same eval-mode BN rule as above, for the
 residual net and its plain twin at initialisation (same seed, same weights: the twins have the same
 parameters), and for every checkpoint given.
@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resx.errors import ResxError
+from resx.studies import guards
 from resx.models.net import BlockNet
 from resx.studies.gradient_gates import gated_blocks_forward
 
@@ -433,6 +434,8 @@ def run_paths(
     window: float = 0.9,
     out: str | Path | None = "results/paths",
     progress: PathsProgress | None = None,
+    overwrite: bool = True,
+    force: bool = False,
 ) -> PathsResult:
     """The path study (library entry point of `resx paths`).
 
@@ -442,7 +445,9 @@ def run_paths(
     do, freshly initialised with `seed`, the analysed model, every other residual net given, and their plain twins.
     Data: `data`, else the first checkpoint's dataset, else cifar10; the batch is `batch_size` un-augmented
     training images drawn with `seed` (default batch: 500 on CUDA, 128 on the CPU).
-    Writes the CSVs and paths_info.json into `out` (None: write nothing).
+    Writes the CSVs and paths_info.json into `out` (None: write nothing). An earlier paths study there is replaced
+    (its files removed first) with `overwrite`, refused without it (the CLI's default). Runs that are not finished,
+    or `data` other than a run's own, are refused unless `force`.
     """
     from resx.data import load_dataset, normalize
     from resx.engine import load_model, read_checkpoint, resolve_device
@@ -466,6 +471,7 @@ def run_paths(
     taken: set[str] = set()
     for path in checkpoints:
         ckpt = read_checkpoint(path)
+        guards.check_run(str(path), path, (ckpt.get("config") or {}).get("data"), data, force=force, what="analyse")
         net, ckpt = load_model(ckpt)
         loaded.append((_Net(_run_label(Path(path), ckpt, taken), net, True, str(path)), ckpt))
     if model:
@@ -487,11 +493,14 @@ def run_paths(
         data = data or config.get("data") or "cifar10"
         data_dir = data_dir or config.get("data_dir")
 
+    earlier = guards.check_study_folder(out, "paths", overwrite) if out is not None else []
+
     # --- the batch ------------------------------------------------------------------------------------------
     dataset = load_dataset(data, data_dir)
     data_options = dataset.model_options
     for net_entry, ckpt in loaded:
         _check_data(net_entry.label, ckpt, data_options)
+    guards.remove_files(earlier)  # every check passed: the earlier study goes
     generator = torch.Generator().manual_seed(seed)
     count = min(batch_size, len(dataset.train_images))
     index = torch.randperm(len(dataset.train_images), generator=generator)[:count]

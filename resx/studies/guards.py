@@ -1,0 +1,74 @@
+"""What lesion and paths check before they compute: the output folder, and the runs they are given.
+
+- An --out that already holds an earlier study of the same kind is refused unless `overwrite`; with it, the old
+  study's files are removed before the new one is written, so that no figure or REPORT.md mixes the two.
+- A run whose run_info.json says it is not finished (still training, interrupted, diverged) is refused unless
+  `force`: its checkpoint is of an earlier epoch than the run's name suggests.
+- `--data` other than the dataset a run was trained on (another size, another seed of a synthetic set, another
+  folder) is refused unless `force`. Specs are compared normalised (resx.data.normalise_data_spec).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from resx.errors import ResxError
+
+STUDY_FILES = {
+    # study: the file name patterns it writes (CSVs, info, figures)
+    "lesion": ("lesion_*.csv", "lesion_info.json", "lesion_*.png", "lesion_*.pdf", "lesion_*.svg"),
+    "paths": ("path_*.csv", "block_gradients.csv", "paths_info.json", "paths.png", "paths.pdf", "paths.svg",
+              "block_gradients.png", "block_gradients.pdf", "block_gradients.svg"),
+}
+
+
+def earlier_study(out: str | Path, study: str) -> list[Path]:
+    """The files of an earlier `study` in `out` (none if it does not exist)."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    return sorted({p for pattern in STUDY_FILES[study] for p in out.glob(pattern) if p.is_file()})
+
+
+def check_study_folder(out: str | Path, study: str, overwrite: bool) -> list[Path]:
+    """Refuse an `out` holding an earlier `study` unless `overwrite`; returns that study's files (for
+    `remove_files` once every other check has passed)."""
+    found = earlier_study(out, study)
+    if found and not overwrite:
+        names = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
+        raise ResxError(f"{out} already holds a {study} study ({names}); pass --overwrite to replace it, "
+                        "or give another --out")
+    return found
+
+
+def remove_files(files: Sequence[Path]) -> None:
+    for path in files:
+        path.unlink(missing_ok=True)
+
+
+def run_status(checkpoint: str | Path) -> str | None:
+    """The status in run_info.json beside a run's checkpoint.pt (None when there is none to read)."""
+    checkpoint = Path(checkpoint)
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    try:
+        return json.loads((folder / "run_info.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_run(name: str, checkpoint: str | Path, trained_on: str | None, data: str | None, *, force: bool,
+              what: str) -> None:
+    """Refuse (unless `force`) a run that is not finished, or `data` other than the run's own dataset."""
+    from resx.data import normalise_data_spec
+
+    if force:
+        return
+    status = run_status(checkpoint)
+    if status is not None and status != "finished":
+        raise ResxError(f"run {name} is not finished (run_info.json says {status!r}): its checkpoint is of an earlier "
+                        f"epoch; finish it (resx train ... --resume), or pass --force to {what} it as it is")
+    if data and trained_on and normalise_data_spec(data) != normalise_data_spec(trained_on):
+        raise ResxError(f"run {name} was trained on {trained_on}, not {data}; leave --data out to use its own "
+                        f"dataset, or pass --force to {what} it on {data}")
