@@ -1,4 +1,4 @@
-"""The papers' published numbers, as data, for checking resx's results (source: shared/REFERENCE.md).
+"""The papers' published numbers, as data, for checking resx's results (cited per entry: He et al. 2015, He et al. 2016, Huang et al. 2016, Veit et al. 2016, Li et al. 2018).
 
 Every error here is a FRACTION in [0, 1] (8.75% is 0.0875), the unit of resx's CSVs; the report and the plots
 multiply by 100 when they show percent. Keys that are depths are the number of weighted layers (6n+2 on CIFAR).
@@ -70,7 +70,7 @@ LI_TEST_ERROR = {
     110: {"residual": 0.0579, "plain": 0.1644},
 }
 
-# --- Speed on an H100 (REFERENCE.md section 6; one run each, images/s, batch 128) ------------------------------
+# --- Speed on an H100 (reference runs outside resx; one run each, images/s, batch 128) ------------------------------
 BENCH_H100_IMAGES_PER_SECOND = {
     "ResNet-20": {"dataloader_eager_fp32": "12,400", "eager_gpu_data_bf16": "11,400 to 15,300",
                   "cuda_graph_fp32": "33,800", "cuda_graph_bf16": "62,100"},

@@ -182,7 +182,7 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
     meta.setdefault("resx_version", resx.__version__)
     found, read, broken = collect_provenance(results_dir)
     rows = [(key, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
-            for key, v in meta.items() if v is not None and key != "stages"]
+            for key, v in meta.items() if v is not None and key not in ("stages", "notes")]
     lines += [markdown_table(["what", "value"], rows), ""]
 
     stages = dict(meta.get("stages") or {})
@@ -227,15 +227,43 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
     jpeg = any("imagefolder" in t.lower() or "jpeg" in t.lower() for t in texts)
     if jpeg:
         lines += ["> **Dataset note.** The provenance mentions an ImageFolder / JPEG dataset: most likely the JPEG "
-                  "(quality 75) copy of CIFAR-10 (REFERENCE.md §7). JPEG loss makes every error a few points higher "
+                  "(quality 75) copy of CIFAR-10. JPEG loss makes every error a few points higher "
                   "than the papers' numbers on the original images; the orderings (plain-56 worse than plain-20, "
                   "ResNet-56 better than ResNet-20) should still show.", ""]
-    lines += ["Recipe: He et al. 2015 §4.2 (SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 /10 at 50% and "
-              "75% of training, pad-4 crop and flip), except that inputs are standardised per channel where the paper "
-              "subtracts the per-pixel mean (crops are padded with the mean colour, as in the paper), and the "
-              "ResNet-110 warm-up ends at the first epoch whose training error is below 80%. "
-              "One iteration is one training batch (128 images unless the table above says otherwise).", ""]
+    notes = meta.get("notes")
+    if notes:
+        lines += ["Choices of this profile: " + " ".join(str(notes).split()), ""]
+    lines += [recipe_line(found), ""]
     return lines, jpeg
+
+
+def recipe_line(found: dict[str, list[str]]) -> str:
+    """What the runs under the results folder trained with, read from their config.yaml files (distinct values
+    joined with ' / '), beside He et al. 2015 §4.2's recipe."""
+    def values(key: str, default: str = "?") -> str:
+        seen = [v for v in found.get(key, []) if v not in ("None", "")]
+        return " / ".join(seen) if seen else default
+
+    augment = found.get("augment", [])
+    crops = ("pad-4 crop and flip" if set(augment) <= {"None", "True"} else
+             "no augmentation" if set(augment) == {"False"} else "pad-4 crop and flip for some runs, none for others")
+    warmups = [v for v in found.get("warmup_lr", []) if v != "None"]
+    milestones = values("lr_milestones")
+    parts = [f"SGD, momentum {values('momentum')}, weight decay {values('weight_decay')}, batch {values('batch_size')}",
+             f"lr {values('lr')} x {values('lr_decay', '0.1')} at {milestones} of training" if milestones != "?"
+             else f"lr {values('lr')}", crops]
+    if warmups:
+        parts.append(f"warm-up at lr {' / '.join(warmups)} for the runs whose config names it, until an epoch's "
+                     "training error is below 80%")
+    if "True" in found.get("zero_init_residual", []):
+        parts.append("residual branches zero-initialised (Goyal et al. 2017) for the residual nets")
+    precision = values("precision", "")
+    if precision:
+        parts.append(f"arithmetic: {precision} (weights, BN statistics and the optimizer in fp32)")
+    return ("Recipe of these runs: " + "; ".join(parts) + ". He et al. 2015 §4.2: SGD, momentum 0.9, weight decay "
+            "1e-4, batch 128, lr 0.1 /10 at 32k and 48k of 64k iterations, pad-4 crop and flip, warm-up at 0.01 for "
+            "ResNet-110 only. resx standardises inputs per channel where the paper subtracts the per-pixel mean "
+            "(crops are padded with the mean colour, as in the paper). One iteration is one training batch.")
 
 
 def _is_number(value: Any) -> bool:
@@ -529,7 +557,7 @@ def bench_section(folder: Path, results_dir: Path, report_dir: Path, several: bo
     lines += [markdown_table(["model", "method", "batch", "images/s", "peak memory (MB)"], rows, align="llrrr"), ""]
     ref_rows = [[model, *[v for v in methods.values()]]
                 for model, methods in reference.BENCH_H100_IMAGES_PER_SECOND.items()]
-    lines += ["For comparison, REFERENCE.md §6 (one H100, batch 128, images/s):", "",
+    lines += ["For comparison, reference runs of the same nets outside resx (one H100, batch 128, images/s):", "",
               markdown_table(["model", *reference.BENCH_H100_METHODS.values()], ref_rows, align="lrrrr"), ""]
     lines += _figures(folder, ["bench"], report_dir, {"bench": "Training throughput per model and method"})
     return lines

@@ -31,7 +31,7 @@ STAGES = ("degradation", "deep-nets", "lesion", "paths", "report")
 class ReproduceSettings:
     """The `reproduce:` section of a profile."""
 
-    # Veit et al. 2016 lesioned and unraveled a pre-activation ResNet-110 (REFERENCE.md §4); with nothing after the
+    # Veit et al. 2016 lesioned and unraveled a pre-activation ResNet-110 (Veit et al. 2016, §4); with nothing after the
     # addition its paths split exactly (resx/studies/paths.py).
     deep_model: str = "preresnet110"
     # true: the deep net is the grid's own run of deep_model (a CPU profile cannot afford a separate one)
@@ -41,6 +41,7 @@ class ReproduceSettings:
     plain_model: str = "plain56"  # the grid's plain net that the lesion study also deletes layers from
     twin_models: list[str] = field(default_factory=lambda: ["resnet56", "plain56"])  # block gradients, trained
     requires_gpu: bool = True
+    notes: str = ""  # the profile's choices and why, shown in REPORT.md (e.g. a warm-up the paper does not use)
 
 
 @dataclass
@@ -90,12 +91,14 @@ def reproduce(
     device: str = "auto",
     out: str | Path = "results",
     epochs: int | None = None,
+    seed: int | None = None,
     allow_cpu: bool = False,
     progress: Callable | None = None,
     say: Callable[[str], None] = print,
 ) -> Path:
     """Run every stage of the profile into `out`; returns the path of REPORT.md. `epochs` replaces the profile's
-    training length (for every net it trains), e.g. a shorter run of the cpu-cifar profile on a slow machine."""
+    training length (for every net it trains), e.g. a shorter run of the cpu-cifar profile on a slow machine; `seed`
+    the first seed (grids count up from it)."""
     from resx.engine import resolve_device
     from resx.studies.compare import CompareOptions, compare_plain
 
@@ -104,14 +107,15 @@ def reproduce(
     settings = _section(ReproduceSettings, dict(sections.get("reproduce", {})), f"{path} (reproduce)")
     lesion_settings = _section(LesionSettings, dict(sections.get("lesion", {})), f"{path} (lesion)")
     paths_settings = _section(PathsSettings, dict(sections.get("paths", {})), f"{path} (paths)")
-    overrides = dict(data=data, data_dir=data_dir, device=device if device != "auto" else None, epochs=epochs)
+    overrides = dict(data=data, data_dir=data_dir, device=device if device != "auto" else None, epochs=epochs,
+                     seed=seed)
     train = resolve_config(path, overrides)
     dev = resolve_device(train.device)
     if settings.requires_gpu and dev.type != "cuda" and not allow_cpu:
         raise ResxError(
             f"profile {profile!r} trains full CIFAR nets and needs a CUDA GPU (this machine has none); "
-            "run `resx demo` for the CPU demo, `--profile cpu` for a small CPU version (make: PROFILE=cpu), "
-            "or pass --allow-cpu to insist"
+            "run `resx demo` (make demo) for the CPU demo, `--profile cpu` (make: PROFILE=cpu) for a small CPU "
+            "version, or pass --allow-cpu to insist"
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,7 +124,8 @@ def reproduce(
     from resx.provenance import environment
 
     write_json_atomic(out / "reproduce.json", {"profile": profile, "file": str(shown), "data": train.data,
-                                                "epochs_override": epochs, **environment(dev)})
+                                                "epochs_override": epochs, "notes": settings.notes or None,
+                                                **environment(dev)})
 
     def stage(name: str, fn: Callable[[], Any]) -> None:
         if stages.get(name, {}).get("status") == "finished":

@@ -216,7 +216,7 @@ def preact_bottleneck_branch(in_channels: int, out_channels: int, stride: int) -
 
 
 def mlp_branch(width: int) -> nn.Sequential:
-    """Linear-BN-ReLU-Linear-BN: z[l+2] of the lectures' block a[l+2] = relu(z[l+2] + a[l])."""
+    """Linear-BN-ReLU-Linear-BN: z[l+2] of He et al. 2015's block (Fig. 2) written for vectors: a[l+2] = relu(z[l+2] + a[l])."""
     return nn.Sequential(
         nn.Linear(width, width, bias=False),
         nn.BatchNorm1d(width),

@@ -1,4 +1,4 @@
-"""Fully connected residual nets: the block of the lectures, for flattened inputs.
+"""Fully connected residual nets: He et al. 2015's block (Fig. 2) for flattened inputs.
 
     residual:  a[l+2] = relu(z[l+2] + a[l])        plain:  a[l+2] = relu(z[l+2])
 with z[l+2] = BN(W[l+2] relu(BN(W[l+1] a[l]))). `depth` counts weighted layers: an input layer, 2 per block,

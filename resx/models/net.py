@@ -103,6 +103,19 @@ class BlockNet(nn.Module):
         for l, block in enumerate(self.blocks, start=1):
             block.survival_prob = 1.0 - (l / total) * (1.0 - final_survival_prob)
 
+    def zero_init_residual(self) -> None:
+        """Start every residual branch at zero: the last BatchNorm of each branch gets weight 0, so each block is
+        its shortcut and the net starts as a shallow one (Goyal et al. 2017, "Accurate, Large Minibatch SGD", §5.1;
+        torchvision's zero_init_residual). Not in He et al. 2015's recipe; resx's demo uses it for its 50-layer
+        residual MLP, which otherwise spends its first epochs near 50% training error. A plain net cannot take
+        it: zeroing its branches would cut the signal."""
+        if not self.residual:
+            raise ValueError("zero_init_residual needs residual blocks; a plain net's branches are its only path")
+        for block in self.blocks:
+            norms = [m for m in block.branch.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+            if block.residual and norms and not norms[-1].weight.is_meta:
+                nn.init.zeros_(norms[-1].weight)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -35,15 +35,18 @@ class ModelSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def build(self, **overrides: Any) -> BlockNet:
-        allowed = set(DATA_OPTIONS) | set(self.options)
+        allowed = set(DATA_OPTIONS) | set(self.options) | {"zero_init_residual"}
         unknown = sorted(set(overrides) - allowed)
         if unknown:
             raise ResxError(
                 f"model {self.name!r} has no option {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
             )
         kwargs = {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
+        zero_init = kwargs.pop("zero_init_residual", False)  # an initialisation of any net: applied after building
         try:
             net = self.builder(**kwargs)
+            if zero_init:
+                net.zero_init_residual()
         except ValueError as e:  # builders raise ValueError with what is allowed
             raise ResxError(f"model {self.name!r}: {e}") from None
         net.model_name = self.name

@@ -1,7 +1,7 @@
 """Training speed: images per second of each model under each training method (`resx bench`).
 
 Grouped horizontal bars, one group per model (and batch size, when several were measured), one bar per method.
-REFERENCE.md section 6 explains the shape to expect: at batch 128 these small CIFAR nets are bound by per-kernel
+The shape to expect (reference runs on an H100): at batch 128 these small CIFAR nets are bound by per-kernel
 launch and Python overhead, so capturing the whole step as one CUDA graph helps far more than bf16 does.
 """
 

@@ -4,7 +4,9 @@ Reads the degradation study's `curves.csv` (one row per run x epoch) and `summar
 
 - `degradation_curves`: Fig. 6 - training error (dashed) and test error (solid, bold) against iterations, plain nets
   on the left, their residual twins on the right, one colour per depth (the same in both panels). In the paper the
-  deeper plain net has the HIGHER training error all through training, the deeper ResNet the LOWER.
+  deeper plain net has the HIGHER training error all through training, the deeper ResNet the LOWER. The training
+  error comes from `iteration_curves.csv` when the study has it (the error over the last 100 batches, every 10
+  iterations: smooth even for short runs), else from curves.csv's once-per-epoch rows.
 - `error_vs_depth`: the final training and test error of each depth, plain vs residual, mean +- std over seeds,
   with He et al.'s Table 6 ResNet test errors (and Li et al. 2018's nets without shortcuts) as grey marks.
 """
@@ -37,6 +39,21 @@ def read_curves(folder: str | Path) -> pd.DataFrame | None:
         if "finished" in curves.columns:  # written since resx marks unfinished runs
             curves["finished"] = as_bool(curves["finished"], path, "finished")
     return curves
+
+
+ITERATION_COLUMNS = ("model", "residual", "depth", "seed", "iteration", "train_error")
+
+
+def read_iteration_curves(folder: str | Path) -> pd.DataFrame | None:
+    """iteration_curves.csv (the training error over a window of batches, against iterations), if present."""
+    path = Path(folder) / "iteration_curves.csv"
+    if not path.exists():
+        return None
+    frame = read_csv(path, ITERATION_COLUMNS)
+    if frame is not None:
+        frame["residual"] = as_bool(frame["residual"], path, "residual")
+        frame["depth"] = frame["depth"].astype(int)
+    return frame
 
 
 def read_summary(folder: str | Path) -> pd.DataFrame | None:
@@ -111,12 +128,17 @@ def _error_ceiling(means: pd.DataFrame) -> float:
     return min(100.0, max(1.0, 1.1 * top))
 
 
-def draw_curves(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
-    """He et al. 2015 Fig. 6: plain (left) vs residual (right); training error dashed, test error solid bold."""
+def draw_curves(curves: pd.DataFrame, folder: Path, formats: Iterable[str],
+                iterations: pd.DataFrame | None = None) -> list[Path]:
+    """He et al. 2015 Fig. 6: plain (left) vs residual (right); training error dashed, test error solid bold.
+    `iterations` (iteration_curves.csv), when given, draws the training error at its finer resolution."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter
 
     means = seed_means(curves)
+    fine = None
+    if iterations is not None and not iterations.empty:
+        fine = iterations.groupby(["model", "iteration"], sort=True)["train_error"].mean().reset_index()
     colors = style.depth_colors(means["depth"])
     several_families = "family" in curves.columns and curves["family"].nunique() > 1
     with style.rc():
@@ -128,7 +150,11 @@ def draw_curves(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> l
                 run = run.sort_values("iteration")
                 x = run["iteration"].to_numpy()
                 color = colors[int(depth)]
-                ax.plot(x, 100 * run["train_error"], color=color, linestyle="--", linewidth=0.9)
+                train = fine[fine["model"] == model] if fine is not None else None
+                if train is not None and not train.empty:
+                    ax.plot(train["iteration"], 100 * train["train_error"], color=color, linestyle="--", linewidth=0.9)
+                else:
+                    ax.plot(x, 100 * run["train_error"], color=color, linestyle="--", linewidth=0.9)
                 ax.plot(x, 100 * run["test_error"], color=color, linestyle="-", linewidth=1.8)
                 if run["seeds"].max() > 1:  # spread over seeds, light
                     low = 100 * (run["test_error"] - run["test_error_std"].fillna(0))
@@ -137,7 +163,8 @@ def draw_curves(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> l
                 handles.append((int(depth), Line2D([], [], color=color, linewidth=1.8,
                                                    label=_label(residual, int(depth), model, several_families))))
             handles = [h for _, h in sorted(handles, key=lambda item: item[0], reverse=True)]  # deepest first
-            handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=0.9, label="training error"),
+            train_label = "training error" if fine is None else "training error (window of batches)"
+            handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=0.9, label=train_label),
                         Line2D([], [], color="0.3", linestyle="-", linewidth=1.8, label="test error")]
             ax.legend(handles=handles, loc="upper right", ncol=1, handlelength=2.2)
             ax.set_title(title)
@@ -203,7 +230,7 @@ def plot_degradation(folder: str | Path, formats=("png", "pdf"), out: str | Path
     written: list[Path] = []
     curves = read_curves(folder)
     if curves is not None:
-        written += draw_curves(curves, out, formats)
+        written += draw_curves(curves, out, formats, read_iteration_curves(folder))
     # summary.csv holds finished runs only (an interrupted run's last epoch is not its final error)
     summary = read_summary(folder)
     if summary is None and curves is not None:
