@@ -196,8 +196,10 @@ def models_command() -> None:
     for col in ("name", "family", "residual", "blocks", "params", "description"):
         if col == "family" and not wide:
             continue
+        narrow_description = col == "description" and not wide  # one line per model, cut to what fits
         table.add_column(col, justify="right" if col in ("blocks", "params") else "left",
-                         no_wrap=col != "description")
+                         no_wrap=col != "description" or not wide, overflow="ellipsis",
+                         max_width=max(20, console.width - 48) if narrow_description else None)
     for name in list_models():
         spec = get_model_spec(name)
         options = {"input_size": 32} if spec.family == "imagenet" else {}

@@ -52,7 +52,7 @@ def bench(work: Path) -> list | str:
     common = frame[frame["method"] == "common-recipe"].set_index("model")["images_per_second"]
     for row in rows:
         if row["model"] in common.index:
-            row["vs_common_recipe"] = round(row["images_per_second"] / common[row["model"]], 2)
+            row["vs_common_recipe"] = round(float(row["images_per_second"] / common[row["model"]]), 2)
     return rows
 
 
