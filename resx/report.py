@@ -257,7 +257,7 @@ def recipe_line(found: dict[str, list[str]]) -> str:
                      "training error is below 80%")
     if "True" in found.get("zero_init_residual", []):
         parts.append("residual branches zero-initialised (Goyal et al. 2017) for the residual nets")
-    precision = values("precision", "")
+    precision = " / ".join(v for v in found.get("precision", []) if v not in ("auto", "None"))  # what it resolved to
     if precision:
         parts.append(f"arithmetic: {precision} (weights, BN statistics and the optimizer in fp32)")
     return ("Recipe of these runs: " + "; ".join(parts) + ". He et al. 2015 §4.2: SGD, momentum 0.9, weight decay "
@@ -416,6 +416,7 @@ def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: b
                   f"(about {pct(reference.VEIT_PLAIN_SINGLE_DELETION_ERROR, 0)}% error) when any one layer is removed; "
                   "for a plain net, resx deletes one block at a time, i.e. two conv layers (the block's branch "
                   "becomes the identity).", ""]
+        lines += single_deletion_verdicts(single) + [""]
     if delete_k is not None:
         means = lesion_plots.delete_k_means(delete_k)
         runs = list(dict.fromkeys(means["run"]))
@@ -431,6 +432,7 @@ def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: b
         if len(means):
             kmax = int(means["k"].max())
             lines += [f"resx deleted up to k = {kmax} blocks.", ""]
+            lines += delete_k_verdicts(means) + [""]
     if swap is not None:
         means = lesion_plots.swap_means(swap)
         if means is not None:
@@ -452,6 +454,41 @@ def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: b
         "lesion_delete_k": "Test error against the number of deleted blocks; cf. Veit et al. 2016 Fig. 5a",
         "lesion_swap": "Test error against Kendall's tau after swapping blocks; cf. Veit et al. 2016 Fig. 5b",
     })
+    return lines
+
+
+SMALL_CHANGE = 0.02  # "no noticeable change" when deleting one block: within 2 points of the net's own error
+
+
+def single_deletion_verdicts(single: pd.DataFrame) -> list[str]:
+    """Veit et al. 2016 Fig. 3, checked per run: a residual net survives the deletion of almost any one block
+    (within SMALL_CHANGE of its error), a plain net does not (any deletion sends it towards chance)."""
+    lines = []
+    for run, part in single.groupby("run", sort=False):
+        baseline = float(part["baseline_error"].mean())
+        within = float(((part["test_error"] - baseline) <= SMALL_CHANGE).mean())
+        residual = bool(part["residual"].iloc[0]) if "residual" in part.columns else True
+        if residual:
+            lines.append(f"- {run} (residual): {100 * within:.0f}% of its {len(part)} single deletions stay within "
+                         f"{100 * SMALL_CHANGE:.0f} points of its {pct(baseline)}% error "
+                         f"({'as' if within >= 0.5 else 'NOT as'} Veit et al. Fig. 3: most deletions change little).")
+        else:
+            lowest, highest = float(part["test_error"].min()), float(part["test_error"].max())
+            lines.append(f"- {run} (plain): its single deletions give {pct(lowest)} to {pct(highest)}% error against "
+                         f"{pct(baseline)}% ({'as' if within == 0 else 'NOT as'} Veit et al.: a plain net without "
+                         "any one of its layers falls towards chance).")
+    return lines
+
+
+def delete_k_verdicts(means: pd.DataFrame) -> list[str]:
+    """Veit et al. 2016 Fig. 5a: the mean error grows smoothly with the number of deleted blocks k."""
+    lines = []
+    for run, part in means.groupby("run", sort=False):
+        part = part.sort_values("k")
+        values = part["mean"].to_numpy()
+        rises = sum(b >= a for a, b in zip(values, values[1:]))
+        lines.append(f"- {run}: mean error {pct(values[0])}% at k = {int(part['k'].iloc[0])}, {pct(values[-1])}% at "
+                     f"k = {int(part['k'].iloc[-1])}; it rises at {rises} of {len(values) - 1} steps of k.")
     return lines
 
 
@@ -505,6 +542,9 @@ def paths_section(folder: Path, results_dir: Path, report_dir: Path, several: bo
             inside = distribution[(distribution["k"] >= lo) & (distribution["k"] <= hi)]["fraction"].sum()
             rows.append(["share of all paths inside the window", f"{100 * inside:.2f}%",
                          f"{100 * reference.VEIT_WINDOW_PATH_FRACTION:.2f}%"])
+            below = hi < centre
+            rows.append(["the window lies below the distribution's centre (short paths carry the gradient)",
+                         "yes" if below else f"NO: it reaches k = {hi}, the centre is {centre:.1f}", "yes"])
     if gradients is not None and len(gradients) >= 2:
         g = gradients.sort_values("k")
         g = g[g["grad_norm_mean"] > 0]

@@ -138,3 +138,28 @@ def test_report_on_an_empty_folder_says_so(tmp_path):
 def test_report_on_a_missing_folder(tmp_path):
     with pytest.raises(ResxError, match="no such folder"):
         write_report(tmp_path / "nope")
+
+
+def test_lesion_verdicts_say_whether_the_nets_behave_as_veit_et_al():
+    from resx.report import delete_k_verdicts, single_deletion_verdicts
+
+    single = pd.DataFrame({
+        "run": ["res"] * 4 + ["plain"] * 2, "block": [0, 1, 2, 3, 0, 1], "residual": [True] * 4 + [False] * 2,
+        "test_error": [0.30, 0.11, 0.105, 0.12, 0.88, 0.91], "baseline_error": [0.10] * 4 + [0.12] * 2,
+    })
+    lines = single_deletion_verdicts(single)
+    assert "75% of its 4 single deletions stay within 2 points" in lines[0] and "(as Veit" in lines[0]
+    assert "88.00 to 91.00% error against 12.00%" in lines[1] and "(as Veit" in lines[1]
+    means = pd.DataFrame({"run": ["res"] * 3, "k": [1, 2, 3], "mean": [0.1, 0.2, 0.15], "std": [0, 0, 0]})
+    assert "rises at 1 of 2 steps" in delete_k_verdicts(means)[0]
+
+
+def test_recipe_line_says_what_the_runs_used():
+    from resx.report import recipe_line
+
+    found = {"momentum": ["0.9"], "weight_decay": ["0.0001"], "batch_size": ["128"], "lr": ["0.1"],
+             "lr_milestones": ["0.5, 0.75"], "augment": ["False"], "warmup_lr": ["None", "0.01"],
+             "precision": ["auto", "bf16"]}
+    line = recipe_line(found)
+    assert "no augmentation" in line and "warm-up at lr 0.01" in line and "arithmetic: bf16 " in line
+    assert "pad-4 crop and flip for some" not in line
