@@ -31,7 +31,7 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,7 +68,6 @@ class BenchSettings:
     workers: int | None = None  # common recipe's DataLoader workers; None: the fastest of 0, 1, 2 on a CPU, 4 on CUDA
     rounds: int = 3
     threads: int | None = None  # CPU threads of the single-run methods (None: every core)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "BenchSettings":
         if not self.models:
