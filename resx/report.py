@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import resx
 from resx import reference
 from resx.atomic import write_text_atomic
 from resx.errors import ResxError
+from resx.markdown import DASH, duration, figures, heading, link, markdown_table, pct, pct_pm
 from resx.plots import bench as bench_plots
 from resx.plots import degradation as degradation_plots
 from resx.plots import lesion as lesion_plots
@@ -39,72 +39,6 @@ PROVENANCE_KEYS = (
     "cuda_graph", "batch_size", "epochs", "iterations", "total_iterations", "resx_version", "git_commit", "python",
     "torch", "cuda", "cudnn",
 )
-DASH = "—"
-
-
-# --- small helpers ------------------------------------------------------------------------------------------------
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
-    """A GitHub-flavoured markdown table (no tabulate needed). `align`: one of l/r/c per column (default: l)."""
-    def cell(value: Any) -> str:
-        text = DASH if value is None or (isinstance(value, float) and value != value) else str(value)
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    rows = [[cell(v) for v in row] for row in rows]
-    align = align or "l" * len(headers)
-    rule = {"l": "---", "r": "---:", "c": ":---:"}
-    lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
-             "| " + " | ".join(rule[a] for a in align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def pct(value: Any, digits: int = 2) -> str:
-    """A fraction as percent ('6.97'); a dash when missing."""
-    if value is None or pd.isna(value):
-        return DASH
-    return f"{100 * float(value):.{digits}f}"
-
-
-def pct_pm(mean: Any, std: Any) -> str:
-    if mean is None or pd.isna(mean):
-        return DASH
-    if std is None or pd.isna(std):
-        return pct(mean)
-    return f"{pct(mean)} ± {pct(std)}"
-
-
-def duration(seconds: Any) -> str:
-    try:
-        seconds = float(seconds)
-    except (TypeError, ValueError):
-        return str(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    h, rest = divmod(int(round(seconds)), 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _link(path: Path, report_dir: Path) -> str:
-    return Path(os.path.relpath(path, report_dir)).as_posix()
-
-
-def _figures(folder: Path, stems: Sequence[str], report_dir: Path, captions: dict[str, str]) -> list[str]:
-    lines = []
-    for stem in stems:
-        png = folder / f"{stem}.png"
-        if png.is_file():
-            lines += [f"![{captions.get(stem, stem)}]({_link(png, report_dir)})", ""]
-            pdf = folder / f"{stem}.pdf"
-            if pdf.is_file():
-                lines[-2] += f"  \n*{captions.get(stem, stem)}* ([pdf]({_link(pdf, report_dir)}))"
-    return lines
-
-
-def _heading(folder: Path, results_dir: Path, title: str, several: bool) -> str:
-    if several:
-        return f"## {title}: `{_link(folder, results_dir) or '.'}`"
-    return f"## {title}"
 
 
 # --- provenance ---------------------------------------------------------------------------------------------------
@@ -221,7 +155,7 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
     else:
         lines += ["No run_info.json, provenance.json or config.yaml found under the results folder.", ""]
     if broken:
-        lines += ["Unreadable: " + ", ".join(f"`{_link(p, results_dir)}`" for p in broken), ""]
+        lines += ["Unreadable: " + ", ".join(f"`{link(p, results_dir)}`" for p in broken), ""]
 
     texts = [str(v) for vs in found.values() for v in vs] + [str(v) for v in meta.values()]
     jpeg = any("imagefolder" in t.lower() or "jpeg" in t.lower() for t in texts)
@@ -332,7 +266,7 @@ def degradation_section(folder: Path, results_dir: Path, report_dir: Path, sever
     if summary is None:
         return []
     summary = summary.sort_values(["residual", "depth"]).reset_index(drop=True)
-    lines = [_heading(folder, results_dir, "Degradation: plain vs residual (He et al. 2015)", several), ""]
+    lines = [heading(folder, results_dir, "Degradation: plain vs residual (He et al. 2015)", several), ""]
     if curves is not None:
         runs = curves.groupby(["model", "seed"]).ngroups
         epochs = int(curves["epoch"].max())
@@ -370,7 +304,7 @@ def degradation_section(folder: Path, results_dir: Path, report_dir: Path, sever
               "same nets with and without shortcuts. ResNet parameters in the paper: "
               + ", ".join(f"{d}: {p}M" for d, p in reference.HE_PARAMS_MILLIONS.items()) + ".", ""]
     lines += degradation_verdicts(summary) + [""]
-    lines += _figures(folder, ["degradation_curves", "error_vs_depth"], report_dir, {
+    lines += figures(folder, ["degradation_curves", "error_vs_depth"], report_dir, {
         "degradation_curves": "Training (dashed) and test (bold) error against iterations; cf. He et al. 2015 Fig. 6",
         "error_vs_depth": "Final error against depth, mean ± std over seeds",
     })
@@ -384,7 +318,7 @@ def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: b
     swap = lesion_plots.read_swap(folder)
     if single is None and delete_k is None and swap is None:
         return []
-    lines = [_heading(folder, results_dir, "Lesion study (Veit et al. 2016)", several), ""]
+    lines = [heading(folder, results_dir, "Lesion study (Veit et al. 2016)", several), ""]
     if single is not None:
         rows = []
         for run, part in single.groupby("run", sort=False):
@@ -449,7 +383,7 @@ def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: b
                       markdown_table(["swaps", *runs, "Veit et al."], rows, align="r" * (len(runs) + 2)), ""]
         else:
             lines += ["lesion_swap.csv has no `swaps` column: see the figure for error against Kendall's tau.", ""]
-    lines += _figures(folder, ["lesion_single", "lesion_delete_k", "lesion_swap"], report_dir, {
+    lines += figures(folder, ["lesion_single", "lesion_delete_k", "lesion_swap"], report_dir, {
         "lesion_single": "Test error when one block is deleted; cf. Veit et al. 2016 Fig. 3",
         "lesion_delete_k": "Test error against the number of deleted blocks; cf. Veit et al. 2016 Fig. 5a",
         "lesion_swap": "Test error against Kendall's tau after swapping blocks; cf. Veit et al. 2016 Fig. 5b",
@@ -511,7 +445,7 @@ def paths_section(folder: Path, results_dir: Path, report_dir: Path, several: bo
     blocks = paths_plots.read_block_gradients(folder)
     if all(frame is None for frame in (distribution, total, gradients, blocks)):
         return []
-    lines = [_heading(folder, results_dir, "Paths and gradients (Veit et al. 2016)", several), ""]
+    lines = [heading(folder, results_dir, "Paths and gradients (Veit et al. 2016)", several), ""]
     veit_lo, veit_hi = reference.VEIT_EFFECTIVE_WINDOW
     n_veit = reference.VEIT_BLOCKS
     rows = []
@@ -574,7 +508,7 @@ def paths_section(folder: Path, results_dir: Path, report_dir: Path, several: bo
                              if p_ratio < r_ratio
                              else "here the plain net does NOT lose more gradient towards the input (with BatchNorm, "
                                   "gradients of deep plain nets grow towards the input at initialisation)."), ""]
-    lines += _figures(folder, ["paths", "block_gradients"], report_dir, {
+    lines += figures(folder, ["paths", "block_gradients"], report_dir, {
         "paths": "Path lengths, gradient per path length and total gradient per length; cf. Veit et al. 2016 Fig. 6",
         "block_gradients": "Gradient norm reaching each block: plain vs residual, at init (dashed) and trained",
     })
@@ -586,7 +520,7 @@ def bench_section(folder: Path, results_dir: Path, report_dir: Path, several: bo
     frame = bench_plots.read_bench(folder)
     if frame is None:
         return []
-    lines = [_heading(folder, results_dir, "Training speed", several), ""]
+    lines = [heading(folder, results_dir, "Training speed", several), ""]
     has_memory = "peak_memory_mb" in frame.columns
     agg = frame.groupby(["model", "method", "batch_size"], sort=False).agg(
         images_per_second=("images_per_second", "mean"),
@@ -599,7 +533,7 @@ def bench_section(folder: Path, results_dir: Path, report_dir: Path, several: bo
                 for model, methods in reference.BENCH_H100_IMAGES_PER_SECOND.items()]
     lines += ["For comparison, reference runs of the same nets outside resx (one H100, batch 128, images/s):", "",
               markdown_table(["model", *reference.BENCH_H100_METHODS.values()], ref_rows, align="lrrrr"), ""]
-    lines += _figures(folder, ["bench"], report_dir, {"bench": "Training throughput per model and method"})
+    lines += figures(folder, ["bench"], report_dir, {"bench": "Training throughput per model and method"})
     return lines
 
 
