@@ -8,18 +8,19 @@ A user mistake (ResxError) is printed as one line `error: ...` with exit code 1,
 
 from __future__ import annotations
 
-import functools
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from resx.atomic import check_output_file, check_output_folder
 from resx.errors import ResxError
+from resx.cli_common import (
+    ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, RunProgress, SeedOpt, console, err_console, int_list, pct,
+    user_errors,
+)
 from resx.options import check_numbers, float_list
 
 app = typer.Typer(
@@ -28,8 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 
 def _plain_help_types() -> None:
@@ -75,110 +74,6 @@ def main_options(
     if ctx.invoked_subcommand is None:
         console.print(ctx.get_help(), highlight=False)
         raise typer.Exit(0)
-
-# --- options shared by every command that computes (same meaning everywhere) ------------------------------
-DataOpt = Annotated[
-    Optional[str],
-    typer.Option("--data", help="cifar10 | cifar100 | fashion-mnist | mnist | imagefolder:PATH | synthetic[:k=v,...]"),
-]
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where datasets live (else $RESX_DATA, else ./data).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML experiment file (experiments/*.yaml).")]
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Turn ResxError (and CUDA out-of-memory) into one line on stderr and a non-zero exit."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = _sigterm_interrupts()
-        try:
-            return fn(*args, **kwargs)
-        except ResxError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(getattr(e, "exit_code", 1)) from None
-        except Terminated:
-            err_console.print("[bold red]error:[/] stopped by SIGTERM (outside training, where nothing was left "
-                              "half-written); run the same command again to continue", highlight=False, soft_wrap=True)
-            raise typer.Exit(143) from None
-        except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/]")
-            raise typer.Exit(130) from None
-        except Exception as e:  # CUDA OOM outside the places that already explain it
-            if type(e).__name__ == "OutOfMemoryError":
-                err_console.print(f"[bold red]error:[/] CUDA out of memory ({str(e).splitlines()[0][:80]}); "
-                                  "try a smaller --batch-size or --concurrency", highlight=False, soft_wrap=True)
-                raise typer.Exit(1) from None
-            raise
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-
-    return wrapper
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM outside a training loop (which defers it to a checkpoint: resx/engine/interrupt.py)."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated
-
-
-def _sigterm_interrupts() -> Any:
-    """While a command runs, SIGTERM (what `timeout` and SLURM send) stops it like Ctrl-C, with a message, instead
-    of killing it silently. Returns the previous handler (None off the main thread, where none can be set)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
-
-
-# --- progress ------------------------------------------------------------------------------------------------
-class RunProgress:
-    """A rich progress bar per run with live loss and error, fed by the library's progress callback."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        # Below 120 columns: a short bar, no time-remaining column and short stats, so that the bar, the run's
-        # name and its numbers all stay readable at 80 columns.
-        self.narrow = console.width < 120
-        columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=12 if self.narrow else 40),
-                              MofNCompleteColumn(), TimeElapsedColumn()]
-        if not self.narrow:
-            columns[3:3] = [TextColumn("it")]
-            columns.append(TimeRemainingColumn())
-        self.progress = Progress(*columns, TextColumn("{task.fields[stats]}"), console=console)
-        self.tasks: dict[int, Any] = {}
-
-    def __enter__(self) -> "RunProgress":
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
-
-    def __call__(self, run: Any, row: dict | None) -> None:
-        key = id(run)
-        if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(run.name, total=run.total_iterations, stats="")
-        fields = {}
-        if row is not None and self.narrow:
-            fields["stats"] = (f"ep {row['epoch']}/{run.total_epochs} loss {row['train_loss']:.2f} "
-                               f"err {100 * row['train_error']:.1f}/{100 * row['test_error']:.1f}%")
-        elif row is not None:
-            fields["stats"] = (f"ep {row['epoch']}/{run.total_epochs}  loss {row['train_loss']:.3f}  "
-                               f"train err {100 * row['train_error']:.2f}%  test err {100 * row['test_error']:.2f}%  "
-                               f"{row['images_per_second']:,.0f} img/s")
-        self.progress.update(self.tasks[key], completed=run.host_iteration, **fields)
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
 
 # --- commands ------------------------------------------------------------------------------------------------
 @app.command("models")
@@ -284,15 +179,6 @@ def show_run_summary(run: Any) -> None:
 
 
 # --- compare-plain ----------------------------------------------------------------------------------------------
-def int_list(text: str | None, option: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise ResxError(f"{option} takes integers separated by commas (e.g. 20,32,44,56), got {text!r}") from None
-
-
 @app.command("compare-plain")
 @user_errors
 def compare_plain_command(
