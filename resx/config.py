@@ -62,6 +62,9 @@ class TrainConfig:
     # batches (He et al. 2015 Fig. 6 draws training error against iterations)
     curve_window: int = 100
     curve_every: int = 10
+    # Every N epochs, also keep that epoch's checkpoint as RUN_DIR/checkpoints/epoch-NNN.pt (None: only the
+    # latest, checkpoint.pt), for studies of the net along training. Changes no result; may change on resume.
+    save_every: int | None = None
 
     def validate(self) -> "TrainConfig":
         def positive(name: str) -> None:
@@ -73,6 +76,9 @@ class TrainConfig:
         for name in ("epochs", "iterations", "batch_size", "lr", "eval_batch_size", "lr_decay", "threads",
                      "curve_window", "curve_every"):
             positive(name)
+        if self.save_every is not None and (isinstance(self.save_every, bool) or not isinstance(self.save_every, int)
+                                            or self.save_every < 1):
+            raise ResxError(f"save-every is a number of epochs, at least 1, got {self.save_every!r}")
         if self.epochs is not None and self.iterations is not None:
             raise ResxError("give either epochs or iterations, not both")
         if not 0 <= self.momentum < 1:
@@ -186,17 +192,25 @@ def check_keys(data: dict[str, Any], allowed: tuple[str, ...], source: str) -> N
         raise ResxError(f"{source}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
 
 
-# Sections of an experiment file (experiments/*.yaml). A file may also be a bare mapping of TrainConfig keys.
-SECTIONS = ("train", "compare_plain", "lesion", "paths", "reproduce")
+# Sections of an experiment file (experiments/*.yaml), besides one per registered study that has settings (lesion,
+# paths, landscape, ...: resx.plugins). A file may also be a bare mapping of TrainConfig keys.
+SECTIONS = ("train", "compare_plain", "reproduce")
+
+
+def experiment_sections() -> tuple[str, ...]:
+    from resx.plugins import registered
+
+    return SECTIONS + tuple(s.name for s in registered() if s.settings is not None)
 
 
 def read_experiment(path: str | Path) -> dict[str, dict[str, Any]]:
     """An experiment file split into sections: {'train': {...}, 'compare_plain': {...}, ...}.
     A file with no section names is the 'train' section alone."""
     data = read_yaml(path)
-    if not any(k in SECTIONS for k in data):  # a bare training config (its keys are checked by TrainConfig)
+    sections = experiment_sections()
+    if not any(k in sections for k in data):  # a bare training config (its keys are checked by TrainConfig)
         return {"train": data}
-    check_keys(data, SECTIONS, str(path))
+    check_keys(data, sections, str(path))
     for name, section in data.items():
         if section is None:
             data[name] = {}

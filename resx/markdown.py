@@ -82,3 +82,12 @@ def heading(folder: Path, results_dir: Path, title: str, several: bool) -> str:
     if several:
         return f"## {title}: `{link(folder, results_dir) or '.'}`"
     return f"## {title}"
+
+
+def is_number(value: Any) -> bool:
+    """Whether `value` reads as a number (a CSV cell or a YAML value)."""
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False

@@ -1,14 +1,17 @@
 """`make reproduce` / `resx reproduce`: the whole study in one resumable command.
 
 Stages (each recorded in OUT/stages.json with its wall time; a rerun skips the finished ones, and inside a stage
-finished runs are skipped and interrupted ones resume from their checkpoints):
+finished runs are skipped and interrupted ones resume from their checkpoints), in order:
   degradation  compare-plain grid, plain and residual 20/32/44/56 plus ResNet-110 (He et al. 2015 Fig. 6)
   deep-nets    a deep residual net (pre-activation ResNet-110, as Veit's) with and without stochastic depth
   lesion       Veit et al. 2016 §4 on both deep nets and on the grid's plain net
   paths        Veit et al. 2016 §5 on the trained deep net, with block gradients of the grid's plain/residual twins
+  landscape    Li et al. 2018's loss surfaces of the grid's trained plain/residual twins
+  signal       activation and gradient norms per layer, and block Jacobians, of the same twins
   report       every figure redrawn from the CSVs, and REPORT.md beside the papers' numbers
-The profile is an experiment file (experiments/reproduce-*.yaml) with sections train, compare_plain, lesion,
-paths and reproduce.
+Every stage but deep-nets and report is a registered study's (resx.plugins: each declares its stage, its order
+and its section of the profile). The profile is an experiment file (experiments/reproduce-*.yaml) with sections
+train, compare_plain, reproduce and one per study (lesion, paths, landscape, signal).
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from typing import Any, Callable
 from resx.atomic import write_json_atomic
 from resx.config import check_keys, read_experiment, replace, resolve_config
 from resx.errors import ResxError
+from resx.plugins import StageContext, registered
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "experiments"
-STAGES = ("degradation", "deep-nets", "lesion", "paths", "report")
+# reproduce's own stages, between the studies' (resx.plugins: degradation 10, lesion 30, paths 40, ...)
+DEEP_NETS_ORDER = 20
+REPORT_ORDER = 1000
 
 
 @dataclass
@@ -44,22 +50,62 @@ class ReproduceSettings:
     notes: str = ""  # the profile's choices and why, shown in REPORT.md (e.g. a warm-up the paper does not use)
 
 
-@dataclass
-class LesionSettings:
-    max_k: int | None = 20
-    draws: int = 50
-    swaps: str = "1..10"
-
-
-@dataclass
-class PathsSettings:
-    samples: int = 1000
-    batch_size: int | None = None
-
-
 def _section(cls, data: dict[str, Any], where: str):
+    """A profile's section as the dataclass `cls` (unknown keys refused with the allowed ones named)."""
     check_keys(data, tuple(f.name for f in fields(cls)), where)
     return cls(**data)
+
+
+def deep_run_folders(settings: ReproduceSettings, out: Path, seed: int) -> dict[str, Path]:
+    """{label: run folder} of the deep nets that the lesion and path studies analyse."""
+    grid = out / "degradation"
+    folders = {settings.deep_model: (grid / f"{settings.deep_model}-seed{seed}" if settings.deep_from_grid
+                                     else out / "runs" / f"{settings.deep_model}-seed{seed}")}
+    if settings.stochastic_depth is not None:
+        folders[f"{settings.deep_model}-stochastic-depth"] = (
+            out / "runs" / f"{settings.deep_model}-sd{settings.stochastic_depth:g}-seed{seed}")
+    return folders
+
+
+def train_deep_nets(ctx: StageContext) -> None:
+    """The deep residual net (unless the grid trained it) and its stochastic-depth twin (Huang et al. 2016)."""
+    from resx.data import load_dataset
+    from resx.engine import TrainingRun, resolve_device, train_many
+    from resx.engine.run import run_folder_state
+
+    settings: ReproduceSettings = ctx.reproduce
+    base = replace(ctx.train, model=settings.deep_model, **settings.deep_train)
+    configs = [base]
+    if settings.stochastic_depth is not None:
+        configs.append(replace(base, stochastic_depth=settings.stochastic_depth))
+    planned = list(zip(configs, ctx.deep_runs.values()))[1 if settings.deep_from_grid else 0:]  # the grid trained it
+    todo = [(c, d) for c, d in planned if run_folder_state(d) != "finished"]
+    if not todo:
+        return
+    data_on_device = load_dataset(ctx.train.data, ctx.train.data_dir).to(resolve_device(ctx.device))
+    trainers = [TrainingRun(c, d, resume="auto", data=data_on_device).setup() for c, d in todo]
+    train_many(trainers, progress=ctx.progress)
+
+
+def planned_stages(ctx: StageContext, sections: dict[str, Any], path: Path,
+                   report: Callable[[], None]) -> list[tuple[str, int, Callable[[], None]]]:
+    """[(name, order, run)]: every registered study's stage with its section of the profile, reproduce's deep-nets
+    and report stages, in order. The studies' settings are all read before anything runs, so that a typo in a
+    profile's last section fails at once, not after hours of training."""
+    import dataclasses
+
+    planned: list[tuple[str, int, Callable[[], None]]] = [
+        ("deep-nets", DEEP_NETS_ORDER, lambda: train_deep_nets(ctx)),
+        ("report", REPORT_ORDER, report),
+    ]
+    for study in registered():
+        if study.stage is None:
+            continue
+        own = dataclasses.replace(ctx)
+        if study.settings is not None:
+            own.settings = _section(study.settings, dict(sections.get(study.name, {})), f"{path} ({study.name})")
+        planned.append((study.name, study.stage_order, lambda fn=study.stage, c=own: fn(c)))
+    return sorted(planned, key=lambda item: item[1])
 
 
 def profile_path(profile: str) -> Path:
@@ -100,13 +146,10 @@ def reproduce(
     training length (for every net it trains), e.g. a shorter run of the cpu-cifar profile on a slow machine; `seed`
     the first seed (grids count up from it)."""
     from resx.engine import resolve_device
-    from resx.studies.compare import CompareOptions, compare_plain
 
     path = profile_path(profile)
     sections = read_experiment(path)
     settings = _section(ReproduceSettings, dict(sections.get("reproduce", {})), f"{path} (reproduce)")
-    lesion_settings = _section(LesionSettings, dict(sections.get("lesion", {})), f"{path} (lesion)")
-    paths_settings = _section(PathsSettings, dict(sections.get("paths", {})), f"{path} (paths)")
     overrides = dict(data=data, data_dir=data_dir, device=device if device != "auto" else None, epochs=epochs,
                      seed=seed)
     train = resolve_config(path, overrides)
@@ -140,57 +183,9 @@ def reproduce(
         write_json_atomic(out / "stages.json", stages)
         say(f"stage {name}: done in {stages[name]['seconds']:.0f} s")
 
-    grid_out = out / "degradation"
-    runs_out = out / "runs"
-
-    def degradation() -> None:
-        options = CompareOptions.resolve(path, {"out": str(grid_out)}, overrides)
-        result = compare_plain(options, progress=progress, on_status=say)
-        for line in result.verdict:
-            say(line)
-
-    def grid_run(model: str) -> Path:
-        return grid_out / f"{model}-seed{train.seed}"
-
-    deep_runs = {settings.deep_model: (grid_run(settings.deep_model) if settings.deep_from_grid
-                                       else runs_out / f"{settings.deep_model}-seed{train.seed}")}
-    if settings.stochastic_depth is not None:
-        deep_runs[f"{settings.deep_model}-stochastic-depth"] = (
-            runs_out / f"{settings.deep_model}-sd{settings.stochastic_depth:g}-seed{train.seed}")
-
-    def deep_nets() -> None:
-        from resx.data import load_dataset
-        from resx.engine import TrainingRun, train_many
-        from resx.engine.run import run_folder_state
-
-        base = replace(train, model=settings.deep_model, **settings.deep_train)
-        configs = [base]
-        if settings.stochastic_depth is not None:
-            configs.append(replace(base, stochastic_depth=settings.stochastic_depth))
-        # a deep net taken from the grid was trained there
-        planned = list(zip(configs, deep_runs.values()))[1 if settings.deep_from_grid else 0:]
-        todo = [(c, d) for c, d in planned if run_folder_state(d) != "finished"]
-        if not todo:
-            return
-        data_on_device = load_dataset(train.data, train.data_dir).to(dev)
-        trainers = [TrainingRun(c, d, resume="auto", data=data_on_device).setup() for c, d in todo]
-        train_many(trainers, progress=progress)
-
-    def lesion() -> None:
-        from resx.studies.lesion import run_lesion
-
-        targets = list(dict.fromkeys([*deep_runs.values(), grid_run(settings.plain_model)]))
-        run_lesion(targets, data=train.data, data_dir=train.data_dir, max_k=lesion_settings.max_k,
-                   draws=lesion_settings.draws, swaps=lesion_settings.swaps, seed=train.seed, device=str(dev),
-                   out=out / "lesion")
-
-    def paths() -> None:
-        from resx.studies.paths import run_paths
-
-        targets = list(dict.fromkeys([deep_runs[settings.deep_model], *(grid_run(m) for m in settings.twin_models)]))
-        run_paths([t for t in targets if t.exists()], data=train.data, data_dir=train.data_dir,
-                  samples=paths_settings.samples, batch_size=paths_settings.batch_size, seed=train.seed,
-                  device=str(dev), out=out / "paths")
+    context = StageContext(profile=path, train=train, device=str(dev), out=out, reproduce=settings,
+                           deep_runs=deep_run_folders(settings, out, train.seed), overrides=overrides,
+                           progress=progress, say=say)
 
     def report() -> None:
         from resx.plots import plot_results
@@ -200,6 +195,6 @@ def reproduce(
         write_report(out, meta={"profile": profile, "dataset": train.data, "device": str(dev), "stages": {
             k: v for k, v in stages.items() if isinstance(v, dict) and "seconds" in v}})
 
-    for name, fn in zip(STAGES, (degradation, deep_nets, lesion, paths, report)):
+    for name, order, fn in planned_stages(context, sections, path, report):
         stage(name, fn)
     return out / "REPORT.md"

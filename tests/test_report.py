@@ -10,7 +10,9 @@ import pytest
 
 from resx import reference
 from resx.errors import ResxError
-from resx.report import effective_window, markdown_table, write_report
+from resx.markdown import markdown_table
+from resx.plots.paths import effective_window
+from resx.report import write_report
 from test_plots import write_degradation, write_example_results, write_lesion, write_paths
 
 
@@ -141,7 +143,7 @@ def test_report_on_a_missing_folder(tmp_path):
 
 
 def test_lesion_verdicts_say_whether_the_nets_behave_as_veit_et_al():
-    from resx.report import delete_k_verdicts, single_deletion_verdicts
+    from resx.plugins.lesion import delete_k_verdicts, single_deletion_verdicts
 
     single = pd.DataFrame({
         "run": ["res"] * 4 + ["plain"] * 2, "block": [0, 1, 2, 3, 0, 1], "residual": [True] * 4 + [False] * 2,

@@ -1,0 +1,164 @@
+"""Where a study plugs into resx: one module per study declares everything the rest of resx needs from it.
+
+A study module (resx/plugins/lesion.py, paths.py, ...) ends with one `register(Study(...))` that names:
+  - `outputs`: the files it writes (name or glob pattern, and the CSV columns, which users' scripts rely on);
+    a folder holding any of its CSVs holds that study, which is how `resx plot` and `resx report` find it;
+  - `plot`: draws its figures from those CSVs (folder, formats=..., out=None) -> [paths written];
+  - `report`: its section of REPORT.md (folder, results_dir, report_dir, several) -> markdown lines;
+  - `command`: builds the Typer command (`resx <command_name>`), whose parameters are the study's options; it is
+    called by the CLI only and imports typer and rich inside, so that the study module imports neither;
+  - `settings` and `stage`: its section of a reproduce profile (a dataclass, read from the profile's section of the
+    study's name) and its stage of `resx reproduce`, run in `stage_order`.
+The computation itself lives in resx.studies (torch); this package and everything it imports at module level is
+torch-free, so that `resx plot`, `resx report` and `resx --help` start fast on a machine without a GPU.
+
+`resx.plugins.discover`, `resx.plots.plot_results`, `resx.report.write_report`, `resx.reproduce.reproduce` and the
+CLI all iterate over `registered()`; adding a study means adding one module here (and its name to BUILT_IN), or
+calling `register` from anywhere before those run (a notebook, a test).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resx.errors import ResxError
+
+# the studies that ship with resx, in the order their figures, report sections and stages come
+BUILT_IN = ("degradation", "lesion", "paths", "bench")
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file a study writes. `name` may be a glob pattern (lesion_*.csv); `columns` are a CSV's columns."""
+
+    name: str
+    columns: tuple[str, ...] = ()
+    about: str = ""
+
+    @property
+    def is_csv(self) -> bool:
+        return self.name.endswith(".csv")
+
+    def matches(self, file_name: str) -> bool:
+        return fnmatch.fnmatchcase(file_name, self.name)
+
+
+@dataclass
+class StageContext:
+    """What a reproduce stage gets: the profile's resolved training config, where to write, and the runs that the
+    earlier stages trained. `settings` is the study's own section of the profile, parsed into `Study.settings`."""
+
+    profile: Path
+    train: Any  # resx.config.TrainConfig (the profile's `train:` section with the command line's overrides)
+    device: str
+    out: Path  # the reproduce folder; a study writes into out/<its name>
+    reproduce: Any  # resx.reproduce.ReproduceSettings
+    deep_runs: dict[str, Path]  # {label: run folder} of the deep nets (Veit et al.'s ResNet-110 or the grid's)
+    settings: Any = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    progress: Callable | None = None
+    say: Callable[[str], None] = print
+
+    def grid_run(self, model: str) -> Path:
+        """The run folder of `model` in the degradation grid (first seed)."""
+        return self.out / "degradation" / f"{model}-seed{self.train.seed}"
+
+    def study_out(self, name: str) -> Path:
+        return self.out / name
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str  # also its folder in a reproduce run and its section in a profile
+    title: str  # the report's heading, citing the paper ("Lesion study (Veit et al. 2016, §4)")
+    outputs: tuple[OutputFile, ...]
+    plot: Callable[..., list[Path]]
+    report: Callable[..., list[str]] | None = None
+    command: Callable[[], Callable[..., Any]] | None = None  # () -> the Typer command function
+    command_name: str | None = None  # default: `name`
+    settings: type | None = None
+    stage: Callable[[StageContext], None] | None = None
+    stage_order: int = 50  # degradation 10, deep-nets (reproduce's own) 20, the analyses after, report last
+
+    @property
+    def csv_outputs(self) -> tuple[OutputFile, ...]:
+        return tuple(o for o in self.outputs if o.is_csv)
+
+    def found_in(self, file_names: set[str]) -> bool:
+        """Whether a folder holding `file_names` holds this study (any of its CSVs)."""
+        return any(o.matches(n) for o in self.csv_outputs for n in file_names)
+
+    def files_in(self, folder: Path) -> list[Path]:
+        """Every file of this study in `folder` (CSVs, info files, figures), e.g. to replace an earlier study."""
+        return sorted({p for o in self.outputs for p in folder.glob(o.name) if p.is_file()})
+
+    def output(self, name: str) -> OutputFile:
+        for o in self.outputs:
+            if o.name == name:
+                return o
+        raise KeyError(f"{self.name} writes no {name}")
+
+
+_registry: dict[str, Study] = {}
+_loaded = False
+
+
+def register(study: Study) -> Study:
+    """Add (or replace) a study; returns it, so a module can end with `STUDY = register(Study(...))`."""
+    if not study.name or not study.name.replace("-", "").isalnum():
+        raise ValueError(f"a study's name must be a word (letters, digits, '-'), not {study.name!r}")
+    _registry[study.name] = study
+    return study
+
+
+def unregister(name: str) -> None:
+    _registry.pop(name, None)
+
+
+@contextmanager
+def registered_for_now(study: Study) -> Iterator[Study]:
+    """Register `study` inside a `with` block only (a test's or a notebook's own study)."""
+    _load_built_in()
+    previous = _registry.get(study.name)
+    register(study)
+    try:
+        yield study
+    finally:
+        if previous is None:
+            unregister(study.name)
+        else:
+            register(previous)
+
+
+def _load_built_in() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for name in BUILT_IN:
+            importlib.import_module(f"resx.plugins.{name}")
+
+
+def registered() -> list[Study]:
+    """Every registered study: the built-in ones in BUILT_IN's order, then the others in registration order."""
+    _load_built_in()
+    order = {name: i for i, name in enumerate(BUILT_IN)}
+    return sorted(_registry.values(), key=lambda s: order.get(s.name, len(order)))
+
+
+def get_study(name: str) -> Study:
+    _load_built_in()
+    try:
+        return _registry[name]
+    except KeyError:
+        raise ResxError(f"unknown study {name!r}; registered: {', '.join(s.name for s in registered())}") from None
+
+
+def looked_for() -> str:
+    """The CSV names that make a folder a study's (for 'no resx CSVs found' messages)."""
+    return ", ".join(dict.fromkeys(o.name for s in registered() for o in s.csv_outputs))

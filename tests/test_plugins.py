@@ -1,0 +1,108 @@
+"""The study plug-in: a study declared in one module shows up in discovery, `resx plot`, REPORT.md and reproduce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from resx.errors import ResxError
+from resx.plots import plot_results
+from resx.plots.discover import find_studies, study_kinds
+from resx.plugins import BUILT_IN, OutputFile, Study, get_study, looked_for, registered, registered_for_now
+from resx.report import write_report
+
+
+def toy_plot(folder, formats=("png", "pdf"), out=None) -> list[Path]:
+    target = Path(out or folder)
+    target.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(Path(folder) / "toy_scores.csv")
+    written = []
+    for fmt in formats:
+        path = target / f"toy.{fmt}"
+        path.write_text(f"{len(frame)} rows")
+        written.append(path)
+    return written
+
+
+def toy_section(folder, results_dir, report_dir, several) -> list[str]:
+    frame = pd.read_csv(Path(folder) / "toy_scores.csv")
+    return ["## Toy study", "", f"The toy score is {frame['score'].sum():g}.", ""]
+
+
+TOY = Study(name="toy", title="Toy study", outputs=(OutputFile("toy_*.csv", ("run", "score")),),
+            plot=toy_plot, report=toy_section)
+
+
+def test_every_built_in_study_is_registered_in_order_and_declares_its_csvs():
+    names = [s.name for s in registered()]
+    assert names[: len(BUILT_IN)] == list(BUILT_IN)
+    for name in BUILT_IN:
+        study = get_study(name)
+        assert study.csv_outputs, name
+        assert all(o.columns for o in study.csv_outputs if "*" not in o.name and o.name != "iteration_curves.csv"), name
+        assert callable(study.plot) and callable(study.report)
+        assert study.command is not None
+    assert get_study("degradation").command_name == "compare-plain"
+    for name in ("degradation", "lesion", "paths", "landscape", "signal"):
+        assert get_study(name).stage is not None, name
+    assert get_study("bench").stage is None  # a benchmark is no part of a reproduction
+
+
+def test_unknown_study_is_a_one_line_error():
+    with pytest.raises(ResxError, match="unknown study 'nope'; registered: degradation"):
+        get_study("nope")
+
+
+def test_a_study_registered_for_now_shows_up_in_discover_plot_and_report(tmp_path):
+    folder = tmp_path / "toy-results"
+    folder.mkdir()
+    pd.DataFrame({"run": ["a", "b"], "score": [1.5, 2.0]}).to_csv(folder / "toy_scores.csv", index=False)
+    with registered_for_now(TOY):
+        assert "toy" in study_kinds({"toy_scores.csv"})
+        assert find_studies(tmp_path)["toy"] == [folder]
+        assert "toy_*.csv" in looked_for()
+        written = plot_results(tmp_path, formats=("png",))
+        assert written == [folder / "toy.png"]
+        report = write_report(tmp_path).read_text()
+        assert "## Toy study" in report and "The toy score is 3.5." in report
+    assert "toy" not in [s.name for s in registered()]
+    assert "toy" not in find_studies(tmp_path)
+
+
+def test_a_folder_with_no_study_names_what_was_looked_for(tmp_path):
+    (tmp_path / "notes.csv").write_text("a\n1\n")
+    with pytest.raises(ResxError, match="looked for curves.csv, summary.csv, .*lesion_single.csv"):
+        plot_results(tmp_path)
+
+
+def test_a_study_stage_runs_in_reproduce_in_its_order(tmp_path):
+    """reproduce runs every registered study's stage with its own section of the profile."""
+    from dataclasses import dataclass
+
+    from resx.reproduce import planned_stages
+
+    @dataclass
+    class ToySettings:
+        weight: float = 1.0
+
+    seen = []
+    toy = Study(name="toy", title="Toy", outputs=(OutputFile("toy_*.csv", ("run", "score")),), plot=toy_plot,
+                settings=ToySettings, stage=lambda ctx: seen.append(ctx.settings.weight), stage_order=35)
+
+    from resx.config import TrainConfig
+    from resx.plugins import StageContext
+    from resx.reproduce import ReproduceSettings
+
+    ctx = StageContext(profile=Path("profile.yaml"), train=TrainConfig(), device="cpu", out=tmp_path,
+                       reproduce=ReproduceSettings(), deep_runs={})
+    with registered_for_now(toy):
+        plan = planned_stages(ctx, {"toy": {"weight": 2.5}}, Path("profile.yaml"), report=lambda: None)
+        names = [name for name, _, _ in plan]
+        assert names.index("lesion") < names.index("toy") < names.index("paths")
+        assert names[0] == "degradation" and names[1] == "deep-nets" and names[-1] == "report"
+        dict((n, fn) for n, _, fn in plan)["toy"]()
+        assert seen == [2.5]
+        with pytest.raises(ResxError, match=r"profile.yaml \(toy\): unknown key 'wieght'"):
+            planned_stages(ctx, {"toy": {"wieght": 2.5}}, Path("profile.yaml"), report=lambda: None)
