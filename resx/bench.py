@@ -45,13 +45,9 @@ from resx.engine.device import cpu_count, resolve_device, resolve_precision, wan
 from resx.engine.step import TrainStep
 from resx.errors import ResxError
 from resx.models import create_model
+from resx.plugins.bench import BENCH_COLUMNS, ROUND_COLUMNS
 
-BENCH_COLUMNS = [
-    "model", "method", "batch_size", "images_per_second", "peak_memory_mb", "concurrency", "device_name", "seconds",
-    "images_per_second_min", "images_per_second_max", "rounds", "precision", "threads", "workers",
-    "gflop_per_image", "gflops", "peak_gflops", "fraction_of_peak",
-]
-ROUND_COLUMNS = ["model", "method", "round", "position", "images_per_second", "steps", "seconds"]
+# bench.csv's and bench_rounds.csv's columns are declared with the study (resx/plugins/bench.py)
 METHODS = ("common-recipe", "resx-eager-fp32", "resx", "resx-concurrent")
 WARMUP_STEPS = 3
 # CIFAR-shaped stand-in when no dataset is at hand (enough images for a few epochs of batch 128 in memory).

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from resx.errors import ResxError
 from resx.models.cifar import blocks_per_stage, cifar_preresnet_bottleneck, cifar_resnet
 from resx.models.imagenet import imagenet_resnet
+from resx.models.linear import linear_net
 from resx.models.mlp import mlp_net
 from resx.models.net import BlockNet
 
@@ -97,6 +98,11 @@ register_model(ModelSpec("mlp_res", "mlp", True, None, partial(mlp_net, residual
                          "fully connected residual net, a[l+2] = relu(z[l+2] + a[l])"))
 register_model(ModelSpec("mlp_plain", "mlp", False, None, partial(mlp_net, residual=False), ("depth", "width"),
                          "fully connected plain net, a[l+2] = relu(z[l+2])"))
+_LINEAR_OPTIONS = ("depth", "width", "init", "scale", "bias")  # depth = number of blocks (resx/models/linear.py)
+register_model(ModelSpec("linear_plain", "linear", False, None, partial(linear_net, residual=False), _LINEAR_OPTIONS,
+                         "deep linear net, h = W h per block (W = aI: the product is a^l)"))
+register_model(ModelSpec("linear_res", "linear", True, None, partial(linear_net, residual=True), _LINEAR_OPTIONS,
+                         "deep linear residual net, h = h + W h per block (branch scaled by 1/depth)"))
 
 _PATTERN = re.compile(r"^(resnet|plain|preresnet)(\d+)$")
 
@@ -132,10 +138,10 @@ def create_model(name: str, **overrides: Any) -> BlockNet:
 
 
 def twin_name(name: str) -> str:
-    """The plain twin of a residual name and vice versa: resnet56 <-> plain56, mlp_res <-> mlp_plain."""
+    """The plain twin of a residual name and vice versa: resnet56 <-> plain56, mlp_res <-> mlp_plain (and linear_*)."""
     spec = get_model_spec(name)
-    if spec.family == "mlp":
-        return "mlp_plain" if spec.residual else "mlp_res"
+    if spec.family in ("mlp", "linear"):
+        return f"{spec.family}_plain" if spec.residual else f"{spec.family}_res"
     if spec.family == "preact":
         raise ResxError(f"{name!r} is pre-activation; its plain twin is plain{spec.depth}")
     return f"{'plain' if spec.residual else 'resnet'}{spec.depth}"
