@@ -142,7 +142,7 @@ def test_checkpoint_keeps_data_shaped_model_options():
 def test_resume_after_epochs_equals_uninterrupted():
     train(tiny_config(), "straight")
 
-    run = TrainingRun(tiny_config(), "resumed").setup()
+    run = TrainingRun(tiny_config(), "resumed")
     train_epochs(run, 2)
     del run  # as if the process had ended after epoch 2
     resumed = train(tiny_config(), "resumed", resume="require")
@@ -154,7 +154,7 @@ def test_resume_after_epochs_equals_uninterrupted():
 def test_resume_mid_epoch_equals_uninterrupted(steps_done):
     train(tiny_config(epochs=3), "straight")
 
-    run = TrainingRun(tiny_config(epochs=3), "resumed").setup()
+    run = TrainingRun(tiny_config(epochs=3), "resumed")
     train_epochs(run, 1)
     steps = run.steps()
     for _ in range(steps_done):
@@ -171,7 +171,7 @@ def test_resume_mid_epoch_equals_uninterrupted(steps_done):
 def test_resume_twice_mid_epoch():
     train(tiny_config(epochs=2), "straight")
     for steps_done in (3, 6):
-        run = TrainingRun(tiny_config(epochs=2), "resumed", resume="auto").setup()
+        run = TrainingRun(tiny_config(epochs=2), "resumed", resume="auto")
         steps = run.steps()
         for _ in range(steps_done - run._cursor):
             next(steps)
@@ -202,8 +202,48 @@ def test_resume_auto_starts_fresh_when_empty():
     assert len(run.metrics) == 1
 
 
+def test_a_built_run_is_ready_to_train_and_keeps_its_attributes():
+    """Building a TrainingRun sets it up (folder checked and locked, net, step, config.yaml, run_info.json);
+    training adds no attribute, so nothing a caller reads exists only after some step has run."""
+    run = TrainingRun(tiny_config(epochs=2), "run")
+    assert run.setup() is run  # kept for callers that still call it
+    assert run.status == "running" and run.total_iterations == 16 and run.total_epochs == 2
+    assert Path("run/config.yaml").exists() and json.loads(Path("run/run_info.json").read_text())["status"] == "running"
+    attributes = set(vars(run))
+    train_many([run])
+    assert run.status == "finished" and set(vars(run)) == attributes
+    run.release_lock()
+
+
+def test_save_every_keeps_every_nth_epoch_and_survives_a_resume():
+    train(tiny_config(epochs=4, save_every=2), "straight")
+    assert sorted(p.name for p in Path("straight/checkpoints").iterdir()) == ["epoch-002.pt", "epoch-004.pt"]
+    kept = read_checkpoint("straight/checkpoints/epoch-002.pt")
+    assert kept["epoch"] == 2 and kept["iteration"] == 16
+    net, _ = load_model("straight/checkpoints/epoch-002.pt")
+    assert net.model_name == "resnet8"
+
+    run = TrainingRun(tiny_config(epochs=4, save_every=2), "resumed")
+    train_epochs(run, 3)
+    del run  # as if the process had ended after epoch 3
+    assert sorted(p.name for p in Path("resumed/checkpoints").iterdir()) == ["epoch-002.pt"]
+    train(tiny_config(epochs=4, save_every=2), "resumed", resume="require")
+    pd.testing.assert_frame_equal(results("resumed"), results("straight"))
+    assert sorted(p.name for p in Path("resumed/checkpoints").iterdir()) == ["epoch-002.pt", "epoch-004.pt"]
+    for name in ("epoch-002.pt", "epoch-004.pt"):
+        a = read_checkpoint(f"resumed/checkpoints/{name}")["model_state"]
+        b = read_checkpoint(f"straight/checkpoints/{name}")["model_state"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+    train(tiny_config(epochs=1), "straight", overwrite=True)  # a new run keeps none of the old one's copies
+    assert not list(Path("straight/checkpoints").glob("*.pt"))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ResxError, match="save-every"):
+            tiny_config(save_every=bad)
+
+
 def test_train_many_runs_every_run():
-    runs = [TrainingRun(tiny_config(epochs=2, seed=s), f"run{s}").setup() for s in (0, 1)]
+    runs = [TrainingRun(tiny_config(epochs=2, seed=s), f"run{s}") for s in (0, 1)]
     train_many(runs)
     for s, run in zip((0, 1), runs):
         assert run.status == "finished" and len(pd.read_csv(f"run{s}/metrics.csv")) == 2
@@ -211,7 +251,7 @@ def test_train_many_runs_every_run():
 
 def test_train_many_equals_training_alone():
     train(tiny_config(epochs=2, seed=0), "alone")
-    runs = [TrainingRun(tiny_config(epochs=2, seed=s), f"together{s}").setup() for s in (0, 1)]
+    runs = [TrainingRun(tiny_config(epochs=2, seed=s), f"together{s}") for s in (0, 1)]
     train_many(runs)
     pd.testing.assert_frame_equal(results("together0"), results("alone"))
 
@@ -219,7 +259,7 @@ def test_train_many_equals_training_alone():
 def test_train_many_pool_starts_queued_runs_as_others_finish():
     """A pool of 2 over 3 runs of different lengths: every run finishes, each with the numbers it gets alone."""
     train(tiny_config(epochs=1, seed=2), "alone2")
-    queue = [lambda s=s, e=e: TrainingRun(tiny_config(epochs=e, seed=s), f"pool{s}").setup()
+    queue = [lambda s=s, e=e: TrainingRun(tiny_config(epochs=e, seed=s), f"pool{s}")
              for s, e in ((0, 3), (1, 1), (2, 1))]
     started = train_many([], queue=queue, concurrency=2)
     assert [r.name for r in started] == ["pool0", "pool1", "pool2"]
@@ -241,7 +281,7 @@ def lrs_used(run: TrainingRun) -> list[float]:
 
 
 def test_lr_schedule_divides_by_ten_at_half_and_three_quarters():
-    run = TrainingRun(tiny_config(epochs=4), "run").setup()  # 32 iterations: milestones at 16 and 24
+    run = TrainingRun(tiny_config(epochs=4), "run")  # 32 iterations: milestones at 16 and 24
     assert run.total_iterations == 32
     assert [run.lr_at(i) for i in (0, 15, 16, 23, 24, 31)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     used = lrs_used(run)
@@ -250,7 +290,7 @@ def test_lr_schedule_divides_by_ten_at_half_and_three_quarters():
 
 
 def test_lr_schedule_with_iterations_mid_epoch():
-    run = TrainingRun(tiny_config(epochs=None, iterations=20), "run").setup()  # milestones at 10 and 15
+    run = TrainingRun(tiny_config(epochs=None, iterations=20), "run")  # milestones at 10 and 15
     used = lrs_used(run)
     assert used == [0.1] * 10 + [0.01] * 5 + [0.001] * 5
     assert pd.read_csv("run/metrics.csv")["iteration"].tolist() == [8, 16, 20]
@@ -258,7 +298,7 @@ def test_lr_schedule_with_iterations_mid_epoch():
 
 def test_warmup_lr_until_train_error_below_80_percent():
     """ResNet-110 recipe: lr 0.01 until the training error is below 80%, then back to the schedule (0.1)."""
-    run = TrainingRun(tiny_config(epochs=6, warmup_lr=0.01, lr_milestones=[0.99]), "run").setup()  # no decay here
+    run = TrainingRun(tiny_config(epochs=6, warmup_lr=0.01, lr_milestones=[0.99]), "run")  # no decay here
     used = lrs_used(run)
     metrics = pd.read_csv("run/metrics.csv")
     per_epoch = [used[i * 8 : (i + 1) * 8] for i in range(6)]
@@ -274,7 +314,7 @@ def test_warmup_lr_until_train_error_below_80_percent():
 
 def test_warmup_survives_resume():
     cfg = tiny_config(epochs=3, warmup_lr=0.01, warmup_until_train_error=0.0)  # never below 0%: warm all along
-    run = TrainingRun(cfg, "run").setup()
+    run = TrainingRun(cfg, "run")
     train_epochs(run, 1)
     del run
     train(cfg, "run", resume="require")
@@ -356,10 +396,10 @@ def test_graph_capture_warmup_leaves_training_exactly_as_eager(monkeypatch):
     run trains exactly like an eager one. No GPU here: the capture is replaced by eager replays."""
     import resx.engine.step as step_module
 
-    eager = TrainingRun(tiny_config(epochs=2), "eager").setup()
+    eager = TrainingRun(tiny_config(epochs=2), "eager")
     train_many([eager])
     monkeypatch.setattr(step_module, "capture", _fake_capture)
-    graphed = TrainingRun(tiny_config(epochs=2), "graphed").setup()
+    graphed = TrainingRun(tiny_config(epochs=2), "graphed")
     graphed.step.capture_graph()
     assert graphed.step.graph is not None
     train_many([graphed])
@@ -373,11 +413,11 @@ def test_graphed_resume_from_the_end_of_an_epoch(monkeypatch):
     import resx.engine.step as step_module
 
     train(tiny_config(epochs=2), "straight")
-    first = TrainingRun(tiny_config(epochs=2), "resumed").setup()
+    first = TrainingRun(tiny_config(epochs=2), "resumed")
     train_epochs(first, 1)
     del first
     monkeypatch.setattr(step_module, "capture", _fake_capture)
-    run = TrainingRun(tiny_config(epochs=2), "resumed", resume="require").setup()
+    run = TrainingRun(tiny_config(epochs=2), "resumed", resume="require")
     assert int(run.step.state.cursor) == run.step.steps_per_epoch
     run.step.capture_graph()
     assert int(run.step.state.cursor) == run.step.steps_per_epoch  # restored after the warm-up
@@ -391,7 +431,7 @@ def test_a_run_draws_from_its_own_generator():
     where graphs replay, this is what keeps concurrent runs independent and each one reproducible.)"""
     config = tiny_config(epochs=2, model="resnet14", stochastic_depth=0.5)
     train(config, "alone")
-    run = TrainingRun(config, "disturbed").setup()
+    run = TrainingRun(config, "disturbed")
     while not run.done:
         for _ in run.steps():
             torch.manual_seed(1234)  # what a queued run's setup does
@@ -402,21 +442,21 @@ def test_a_run_draws_from_its_own_generator():
 
 def test_stochastic_depth_draws_follow_the_survival_probabilities():
     """Huang et al. 2016: block l is kept with probability p_l, one draw per block per mini-batch."""
-    run = TrainingRun(tiny_config(model="resnet14", stochastic_depth=0.5), "sd").setup()
+    run = TrainingRun(tiny_config(model="resnet14", stochastic_depth=0.5), "sd")
     step = run.step
     assert step.stochastic_depth
     kept = torch.stack([step.start_epoch() or step.state.keep.clone() for _ in range(100)]).flatten(0, 1)
     assert set(kept.unique().tolist()) <= {0.0, 1.0}
     expected = torch.tensor(run.net.survival_probs())
     assert (kept.mean(0) - expected).abs().max() < 0.06  # 800 draws per block
-    plain = TrainingRun(tiny_config(epochs=1), "no-sd").setup()
+    plain = TrainingRun(tiny_config(epochs=1), "no-sd")
     assert not plain.step.stochastic_depth
 
 
 def test_channels_last_step_matches_the_default_layout():
     """CUDA runs use channels_last; the step (gather, pad, option A shortcut) must compute the same function."""
-    a = TrainingRun(tiny_config(epochs=1), "contiguous").setup()
-    b = TrainingRun(tiny_config(epochs=1), "channels-last").setup()
+    a = TrainingRun(tiny_config(epochs=1), "contiguous")
+    b = TrainingRun(tiny_config(epochs=1), "channels-last")
     b.net.to(memory_format=torch.channels_last)
     b.step.channels_last = True
     train_many([a])
@@ -506,7 +546,7 @@ def test_resume_on_another_device_type_reseeds_instead_of_failing():
     """CPU and CUDA generators keep different states: a run started on one device type and resumed on the other
     goes on (the current epoch's draws come from the checkpoint, later ones from a reseeded generator) and says so."""
     train(tiny_config(epochs=2), "straight")
-    first = TrainingRun(tiny_config(epochs=2), "moved").setup()
+    first = TrainingRun(tiny_config(epochs=2), "moved")
     train_epochs(first, 1)
     del first
     ckpt = torch.load("moved/checkpoint.pt", weights_only=False)
@@ -522,7 +562,7 @@ def test_graph_warmup_fits_an_epoch_of_fewer_than_three_batches(monkeypatch):
     import resx.engine.step as step_module
 
     monkeypatch.setattr(step_module, "capture", _fake_capture)
-    run = TrainingRun(tiny_config(epochs=1, batch_size=128), "two-steps").setup()
+    run = TrainingRun(tiny_config(epochs=1, batch_size=128), "two-steps")
     assert run.step.steps_per_epoch == 2
     run.step.capture_graph()  # three warm-up steps would read the epoch's row 2 (on CUDA: a device-side assert)
     train_many([run])

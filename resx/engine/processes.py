@@ -75,7 +75,7 @@ def _worker(jobs: Any, events: Any, threads: int, progress_every: int) -> None:
             if key not in datasets:
                 datasets.clear()  # one dataset in memory at a time
                 datasets[key] = load_dataset(*key)
-            run = TrainingRun(job.config, job.run_dir, resume="auto", data=datasets[key], name=job.name).setup()
+            run = TrainingRun(job.config, job.run_dir, resume="auto", data=datasets[key], name=job.name)
             before = run.host_iteration
             events.put(("started", job.name, _progress_fields(run), None))
 

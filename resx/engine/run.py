@@ -9,6 +9,8 @@ Run folder:
                     every `curve_every` iterations with the training error and loss over the last `curve_window`
                     batches, so that even a short run gives a smooth curve
     checkpoint.pt   see checkpoint.py; written after every epoch (and on Ctrl-C, mid-epoch)
+    checkpoints/    with --save-every N (config save_every): epoch-NNN.pt, the checkpoint of every N-th epoch, kept
+                    (checkpoint.pt is replaced each epoch), for studies of the net along training
 
 `TrainingRun` is driven step by step (`steps()` is a generator) so that a study can interleave several runs on
 one GPU, each on its own CUDA stream (see `train_many`).
@@ -25,7 +27,7 @@ from typing import Any
 
 import torch
 
-from resx.atomic import save_torch_atomic, write_csv_atomic, write_json_atomic, write_yaml_atomic
+from resx.atomic import FolderLock, save_torch_atomic, write_csv_atomic, write_json_atomic, write_yaml_atomic
 from resx.config import PAPER_ITERATIONS, TrainConfig
 from resx.data import ImageData, load_dataset, normalise_data_spec
 from resx.engine import checkpoint as ckpt_io
@@ -51,7 +53,10 @@ IDENTITY_FIELDS = ("model", "data", "shortcut", "stochastic_depth", "depth", "wi
 # other field (lr, momentum, weight decay, milestones, seed, ...) must match, so that config.yaml keeps saying
 # what the run used.
 FREE_ON_RESUME = ("device", "data_dir", "graph", "threads", "eval_batch_size", "curve_every", "curve_window",
-                  "epochs", "iterations")
+                  "save_every", "epochs", "iterations")
+
+# --save-every N: every N-th epoch's checkpoint is also kept, as checkpoints/epoch-NNN.pt (`epoch_checkpoint_path`)
+EPOCH_CHECKPOINTS = "checkpoints"
 
 ProgressFn = Callable[["TrainingRun", dict[str, Any] | None], None]
 
@@ -82,6 +87,11 @@ def iteration_curve(losses: Sequence[float], errors: Sequence[int], *, batch_siz
     }, columns=CURVE_COLUMNS)
 
 
+def epoch_checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
+    """Where --save-every keeps the checkpoint of `epoch` (counted from 1): RUN_DIR/checkpoints/epoch-NNN.pt."""
+    return Path(run_dir) / EPOCH_CHECKPOINTS / f"epoch-{epoch:03d}.pt"
+
+
 def run_folder_state(run_dir: Path) -> str:
     """'empty' (absent or no resx files), 'finished', or 'partial'."""
     if not (run_dir / ckpt_io.CHECKPOINT_NAME).exists() and not (run_dir / "metrics.csv").exists():
@@ -98,8 +108,24 @@ def run_folder_state(run_dir: Path) -> str:
     return "partial"
 
 
+def _check_model(cfg: TrainConfig) -> None:
+    """An unknown model name, or a shortcut asked of a plain net, is reported before any data is loaded."""
+    spec = get_model_spec(cfg.model)
+    if cfg.shortcut is not None and not spec.residual:
+        raise ResxError(f"--shortcut {cfg.shortcut} is for residual nets; {cfg.model} is a plain net and has no "
+                        "shortcuts (leave --shortcut out)")
+
+
 class TrainingRun:
-    """resume: 'never' (refuse an existing run unless overwrite), 'require' (--resume), 'auto' (studies)."""
+    """One run, ready to train once built: `TrainingRun(config, run_dir, ...)` checks the run folder against the
+    resume rules, builds the net, its training step and its evaluator on the device, restores the checkpoint it
+    resumes from, takes the folder's lock and writes config.yaml and run_info.json. Then `steps()` and
+    `finish_epoch()` train it (or `train_many`), and `release_lock()` frees the folder.
+
+    resume: 'never' (refuse an existing run unless overwrite), 'require' (--resume), 'auto' (studies).
+    data: the dataset, already loaded (else it is loaded from config.data); it is moved to the run's device.
+    name: the run's name in progress bars and run_info.json (default: the run folder's name).
+    """
 
     def __init__(
         self,
@@ -111,63 +137,126 @@ class TrainingRun:
         data: ImageData | None = None,
         name: str | None = None,
     ):
-        self.config = config.validate()
+        cfg = self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.name = name or self.run_dir.name
         self.resume, self.overwrite = resume, overwrite
-        self._given_data = data
-        self.metrics: list[dict[str, Any]] = []
+        _check_model(cfg)
+        resume_from, stamp = self._check_folder()
+
+        # --- the training state: a fresh run's, replaced by the checkpoint's when resuming (`_restore`) ---
+        self.status = "new"  # new, running, finished, interrupted, diverged (run_info.json's status)
+        self.metrics: list[dict[str, Any]] = []  # metrics.csv's rows, one per epoch done
         self.epoch = 0  # completed epochs
-        self.host_iteration = 0  # mirror of the device counter, kept without synchronising
-        self.warmup_done = config.warmup_lr is None
-        self.elapsed = 0.0
-        self.status = "new"
-        self.stream = None
-        self.resumed_from_device: str | None = None  # set when a checkpoint from another device type is resumed
-        # every batch's loss and misclassified count so far, for iterations.csv (kept in checkpoints)
+        self.host_iteration = 0  # iterations done: mirror of the device counter, kept without synchronising
+        self.warmup_done = cfg.warmup_lr is None
+        self.elapsed = 0.0  # seconds spent training and evaluating, over every epoch done
+        self.resumed_from_device: str | None = None  # the device type a checkpoint from another one was made on
+        # every batch's loss and misclassified count so far, and its lr, for iterations.csv (kept in checkpoints)
         self.batch_losses: list[float] = []
         self.batch_errors: list[int] = []
         self.batch_lrs: list[float] = []
         self.length_changes: list[dict[str, Any]] = []  # --epochs/--iterations changed on --resume (recorded)
+        self._cursor = 0  # steps done in the current epoch (host copy)
+        self._steps_this_epoch = 0  # steps the current epoch has: set by `steps()`, read by `finish_epoch()`
+        self._epoch_started: float | None = None  # perf_counter() when this process began the current epoch's steps
+        self._resumed_epoch_seconds = 0.0  # seconds of the current epoch trained before a mid-epoch resume
+        self._lock: FolderLock | None = None  # the run folder's lock while this run writes there (`release_lock`)
+
+        # --- the device and the data ---
+        self.device = resolve_device(cfg.device)
+        self.precision, self.precision_reason = precision_choice(cfg.precision, self.device)
+        self.threads = set_cpu_threads(cfg.threads) if self.device.type == "cpu" else None  # CPU threads set
+        torch.manual_seed(cfg.seed)  # the initial weights; training's own draws come from the step's generator
+        self.data = self._data_on_device(data)
+        # CUDA: this run's own stream (see train_many); None elsewhere
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        memory_before = self._reset_memory_stats()
+
+        # --- the net, its step and its evaluator, on the run's stream ---
+        self.total_iterations: int | None = None  # known once the step knows its steps per epoch (just below)
+        try:
+            with self._on_stream():
+                self.net, self.channels_last = self._build_net()
+                self.step = self._build_step()
+                self.total_iterations = self._total_iterations()
+                self.total_epochs = math.ceil(self.total_iterations / self.step.steps_per_epoch)
+                self.evaluator = Evaluator(
+                    self.net, self.data, batch_size=cfg.eval_batch_size, precision=self.precision,
+                    device=self.device, use_graph=cfg.graph,
+                )
+                if resume_from is not None:
+                    self.length_changes = self._length_changes(resume_from)
+                    self._lock = self._take_lock(stamp)  # before _restore rewrites metrics.csv
+                    self._restore(resume_from)
+                if self.device.type == "cuda" and cfg.graph and not self.done:  # a finished run needs no graphs
+                    self.step.capture_graph()
+                    self.evaluator.prepare()
+        except torch.OutOfMemoryError:
+            raise ResxError(
+                f"CUDA out of memory building {cfg.model} at batch size {cfg.batch_size}; "
+                "try a smaller --batch-size or fewer concurrent runs (--concurrency)"
+            ) from None
+        # GPU memory this run took to build and capture (0 on the CPU)
+        self.memory_mb = (
+            (torch.cuda.max_memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
+        )
+        self.graphed = self.device.type == "cuda" and cfg.graph  # how this run trains (graphs are freed when done)
+
+        # --- every check passed: from here on this process writes the folder, alone ---
+        if self._lock is None:
+            self._lock = self._take_lock(stamp)
+        self._start_folder()
+        self.env = environment(self.device)  # versions, device name, git commit: for run_info.json
+        self.status = "running"
+        self._write_info()
+
+    def setup(self) -> "TrainingRun":
+        """The run is set up when it is built; kept so that `TrainingRun(...).setup()` still works. Returns self."""
+        return self
 
     # --- set-up ---------------------------------------------------------------------------------------
-    def _check_folder(self) -> dict[str, Any] | None:
-        """Apply the resume/overwrite rules; return the checkpoint to resume from, if any."""
+    def _check_folder(self) -> tuple[dict[str, Any] | None, tuple]:
+        """Apply the resume/overwrite rules; return the checkpoint to resume from, if any, and the folder's stamp
+        (see `_folder_stamp`)."""
         from resx.atomic import check_output_folder
 
         check_output_folder(self.run_dir, "run folder")
-        self._stamp = self._folder_stamp()
+        stamp = self._folder_stamp()
         state = run_folder_state(self.run_dir)
         has_ckpt = (self.run_dir / ckpt_io.CHECKPOINT_NAME).exists()
         if self.overwrite:
-            return None  # the old files are removed in setup(), once the new run is known to start
+            return None, stamp  # the old files are removed in _start_folder, once the new run is known to start
         if self.resume == "require" and not has_ckpt:
             raise ResxError(f"--resume: no checkpoint in {self.run_dir}; start the run without --resume")
         if self.resume == "never" and state != "empty":
             raise ResxError(
                 f"run folder {self.run_dir} already holds a run; pass --resume to continue it or --overwrite to start again"
             )
-        if has_ckpt:
-            ckpt = ckpt_io.read_checkpoint(self.run_dir / ckpt_io.CHECKPOINT_NAME)
-            saved = ckpt["config"]
-            for key in IDENTITY_FIELDS:
-                same = (normalise_data_spec(saved.get(key)) == normalise_data_spec(self.config.data) if key == "data"
-                        else saved.get(key) == getattr(self.config, key))
-                if not same:
-                    raise ResxError(
-                        f"checkpoint in {self.run_dir} is for {key}={saved.get(key)!r}, not {getattr(self.config, key)!r}; "
-                        "use another --out or --overwrite"
-                    )
-            wanted = self.config.to_dict()
-            for key, value in wanted.items():
-                if key in IDENTITY_FIELDS or key in FREE_ON_RESUME or key not in saved or saved[key] == value:
-                    continue
+        if not has_ckpt:
+            return None, stamp
+        ckpt = ckpt_io.read_checkpoint(self.run_dir / ckpt_io.CHECKPOINT_NAME)
+        self._check_same_run(ckpt["config"])
+        return ckpt, stamp
+
+    def _check_same_run(self, saved: dict[str, Any]) -> None:
+        """A checkpoint resumes only the run it was written by: same identity, same settings (FREE_ON_RESUME
+        aside)."""
+        for key in IDENTITY_FIELDS:
+            same = (normalise_data_spec(saved.get(key)) == normalise_data_spec(self.config.data) if key == "data"
+                    else saved.get(key) == getattr(self.config, key))
+            if not same:
                 raise ResxError(
-                    f"checkpoint in {self.run_dir} was trained with {key}={saved[key]!r}, not {value!r}; a resumed run "
-                    f"keeps its settings ({self.run_dir}/config.yaml): give the same ones, another --out, or --overwrite"
+                    f"checkpoint in {self.run_dir} is for {key}={saved.get(key)!r}, not {getattr(self.config, key)!r}; "
+                    "use another --out or --overwrite"
                 )
-            return ckpt
-        return None
+        for key, value in self.config.to_dict().items():
+            if key in IDENTITY_FIELDS or key in FREE_ON_RESUME or key not in saved or saved[key] == value:
+                continue
+            raise ResxError(
+                f"checkpoint in {self.run_dir} was trained with {key}={saved[key]!r}, not {value!r}; a resumed run "
+                f"keeps its settings ({self.run_dir}/config.yaml): give the same ones, another --out, or --overwrite"
+            )
 
     def _folder_stamp(self) -> tuple:
         """What the run folder's files look like now: seen again once the lock is held, to catch a writer that
@@ -181,9 +270,49 @@ class TrainingRun:
                 stamp.append((name, None, None))
         return tuple(stamp)
 
-    def _check_length(self, ckpt: dict[str, Any]) -> None:
-        """--epochs or --iterations on --resume: no fewer iterations than are done; a change is recorded."""
-        self.length_changes = list(ckpt.get("length_changes", []))
+    def _data_on_device(self, given: ImageData | None) -> ImageData:
+        cfg = self.config
+        data = given or load_dataset(cfg.data, cfg.data_dir)
+        if cfg.batch_size > data.train_images.shape[0]:
+            raise ResxError(f"batch size {cfg.batch_size} is larger than the training set ({data.train_images.shape[0]} images)")
+        data = data.to(self.device)
+        if self.device.type == "cuda":
+            # The data was copied on the default stream; this run works on its own stream (see train_many).
+            torch.cuda.synchronize(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once, in the graph's warm-up
+        return data
+
+    def _reset_memory_stats(self) -> int:
+        """CUDA: the memory allocated now, with the peak statistics reset (0 elsewhere). Peak, not current,
+        allocation is what a run costs: a captured graph's memory pool counts as free once capture ends."""
+        if self.device.type != "cuda":
+            return 0
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return torch.cuda.memory_allocated(self.device)
+
+    def _build_net(self) -> tuple[Any, bool]:
+        """The net on the device, in training mode, and whether it is channels-last."""
+        cfg = self.config
+        net = create_model(cfg.model, **self.data.model_options, **cfg.model_options()).to(self.device)
+        channels_last = wants_channels_last(net)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        net.train()
+        return net, channels_last
+
+    def _build_step(self) -> TrainStep:
+        cfg = self.config
+        augment = self.data.augment if cfg.augment is None else cfg.augment
+        return TrainStep(
+            self.net, self.data, batch_size=cfg.batch_size, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay, lr=self.lr_at(0), precision=self.precision,
+            augment=augment, device=self.device, seed=cfg.seed,
+        )
+
+    def _length_changes(self, ckpt: dict[str, Any]) -> list[dict[str, Any]]:
+        """--epochs or --iterations on --resume: no fewer iterations than are done; returns the checkpoint's record
+        of length changes, with this one added if the length changed."""
+        changes = list(ckpt.get("length_changes", []))
         saved = ckpt["config"]
         spe = self.step.steps_per_epoch
         before = saved.get("iterations") or (saved["epochs"] * spe if saved.get("epochs") else PAPER_ITERATIONS)
@@ -198,99 +327,35 @@ class TrainingRun:
                 f"(or --iterations {done}), or start again with --overwrite"
             )
         if self.total_iterations != before:
-            self.length_changes.append({"at_iteration": done, "from_iterations": before,
-                                        "to_iterations": self.total_iterations,
-                                        "epochs": self.config.epochs, "iterations": self.config.iterations})
+            changes.append({"at_iteration": done, "from_iterations": before, "to_iterations": self.total_iterations,
+                            "epochs": self.config.epochs, "iterations": self.config.iterations})
+        return changes
 
-    def _take_lock(self) -> None:
+    def _take_lock(self, stamp: tuple) -> FolderLock:
         """Hold the run folder for this process (released when it ends, or by release_lock): a second writer —
-        another `resx train` into the same --out, or a --resume of a run being trained — is refused."""
-        from resx.atomic import FolderLock
-
-        if getattr(self, "_lock", None) is not None and self._lock.held:
-            return
-        stamp = self._stamp
-        self._lock = FolderLock(self.run_dir)
+        another `resx train` into the same --out, or a --resume of a run being trained — is refused. `stamp`:
+        the folder as the checks saw it."""
+        lock = FolderLock(self.run_dir)
         if self._folder_stamp() != stamp:
-            self.release_lock()
+            lock.release()
             raise ResxError(f"run folder {self.run_dir} was written by another process while this one started; "
                             "run the command again")
+        return lock
 
     def release_lock(self) -> None:
-        lock = getattr(self, "_lock", None)
-        if lock is not None:
-            lock.release()
+        if self._lock is not None:
+            self._lock.release()
 
-    def setup(self) -> "TrainingRun":
-        cfg = self.config
-        spec = get_model_spec(cfg.model)  # an unknown model name is reported before any data is loaded or downloaded
-        if cfg.shortcut is not None and not spec.residual:
-            raise ResxError(f"--shortcut {cfg.shortcut} is for residual nets; {cfg.model} is a plain net and has no "
-                            "shortcuts (leave --shortcut out)")
-        resume_from = self._check_folder()
-        self.device = resolve_device(cfg.device)
-        self.precision, self.precision_reason = precision_choice(cfg.precision, self.device)
-        self.threads = set_cpu_threads(cfg.threads) if self.device.type == "cpu" else None
-        torch.manual_seed(cfg.seed)  # the initial weights; training's own draws come from the step's generator
-        data = self._given_data or load_dataset(cfg.data, cfg.data_dir)
-        if cfg.batch_size > data.train_images.shape[0]:
-            raise ResxError(f"batch size {cfg.batch_size} is larger than the training set ({data.train_images.shape[0]} images)")
-        self.data = data.to(self.device)
-        if self.device.type == "cuda":
-            # The data was copied on the default stream; this run works on its own stream (see train_many).
-            torch.cuda.synchronize(self.device)
-            torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once, in the graph's warm-up
-            self.stream = torch.cuda.Stream(self.device)
-        memory_before = 0
-        if self.device.type == "cuda":
-            # Peak, not current, allocation: a captured graph's memory pool counts as free once capture ends.
-            torch.cuda.reset_peak_memory_stats(self.device)
-            memory_before = torch.cuda.memory_allocated(self.device)
-        try:
-            with self._on_stream():
-                self.net = create_model(cfg.model, **self.data.model_options, **cfg.model_options()).to(self.device)
-                self.channels_last = wants_channels_last(self.net)
-                if self.channels_last:
-                    self.net = self.net.to(memory_format=torch.channels_last)
-                self.net.train()
-                augment = self.data.augment if cfg.augment is None else cfg.augment
-                self.step = TrainStep(
-                    self.net, self.data, batch_size=cfg.batch_size, momentum=cfg.momentum,
-                    weight_decay=cfg.weight_decay, lr=self.lr_at(0), precision=self.precision,
-                    augment=augment, device=self.device, seed=cfg.seed,
-                )
-                self.total_iterations = self._total_iterations()
-                self.total_epochs = math.ceil(self.total_iterations / self.step.steps_per_epoch)
-                self.evaluator = Evaluator(
-                    self.net, self.data, batch_size=cfg.eval_batch_size, precision=self.precision,
-                    device=self.device, use_graph=cfg.graph,
-                )
-                if resume_from is not None:
-                    self._check_length(resume_from)
-                    self._take_lock()  # before _restore rewrites metrics.csv
-                    self._restore(resume_from)
-                if self.device.type == "cuda" and cfg.graph and not self.done:  # a finished run needs no graphs
-                    self.step.capture_graph()
-                    self.evaluator.prepare()
-        except torch.OutOfMemoryError:
-            raise ResxError(
-                f"CUDA out of memory building {cfg.model} at batch size {cfg.batch_size}; "
-                "try a smaller --batch-size or fewer concurrent runs (--concurrency)"
-            ) from None
-        self.memory_mb = (
-            (torch.cuda.max_memory_allocated(self.device) - memory_before) / 2**20 if self.device.type == "cuda" else 0.0
-        )
-        self.graphed = self.device.type == "cuda" and cfg.graph  # how this run trains (graphs are freed when done)
-        self._take_lock()  # every check passed: from here on this process writes the folder, alone
-        if self.overwrite:  # only now: a command that fails above must not cost the user the old run
+    def _start_folder(self) -> None:
+        """With --overwrite, the old run's files go (only now: a command that fails before this must not cost the
+        user the old run); then the folder and its config.yaml."""
+        if self.overwrite:
             for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
                 (self.run_dir / f).unlink(missing_ok=True)
+            for kept in (self.run_dir / EPOCH_CHECKPOINTS).glob("epoch-*.pt"):
+                kept.unlink(missing_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml_atomic(self.run_dir / "config.yaml", cfg.to_dict())
-        self.env = environment(self.device)
-        self.status = "running"
-        self._write_info()
-        return self
+        write_yaml_atomic(self.run_dir / "config.yaml", self.config.to_dict())
 
     def _total_iterations(self) -> int:
         cfg = self.config
@@ -311,11 +376,13 @@ class TrainingRun:
         cfg = self.config
         if not self.warmup_done:
             return cfg.warmup_lr  # type: ignore[return-value]
-        total = getattr(self, "total_iterations", None) or self._fallback_total()
+        total = self.total_iterations or self._fallback_total()  # None only while the step is being built
         passed = sum(iteration >= round(m * total) for m in cfg.lr_milestones)
         return float(f"{cfg.lr * cfg.lr_decay**passed:.12g}")  # 0.001, not 0.0010000000000000002
 
     def _fallback_total(self) -> int:
+        """The length `lr_at` assumes before the steps per epoch are known (only for the step's initial lr, which
+        `steps()` sets again before the first step)."""
         return self.config.iterations or PAPER_ITERATIONS
 
     # --- checkpoints -----------------------------------------------------------------------------------
@@ -349,6 +416,16 @@ class TrainingRun:
 
     def _save_checkpoint(self) -> None:
         save_torch_atomic(self.run_dir / ckpt_io.CHECKPOINT_NAME, self._checkpoint())
+
+    def _save_epoch_checkpoint(self) -> None:
+        """The end of an epoch: checkpoint.pt, and with `save_every` N, every N-th epoch a copy that stays
+        (checkpoints/epoch-NNN.pt). The copy is written first: a run killed in between resumes from the epoch
+        before and writes the same copy again."""
+        ckpt = self._checkpoint()
+        every = self.config.save_every
+        if every and self.epoch % every == 0:
+            save_torch_atomic(epoch_checkpoint_path(self.run_dir, self.epoch), ckpt)
+        save_torch_atomic(self.run_dir / ckpt_io.CHECKPOINT_NAME, ckpt)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         try:
@@ -384,10 +461,6 @@ class TrainingRun:
             self.resumed_from_device = rng.get("device", "unknown")
         # metrics.csv may hold a row written after this checkpoint's epoch (killed in between): rewrite it.
         self._write_metrics()
-
-    _cursor = 0  # steps done in the current epoch (host copy)
-    _resumed_epoch_seconds = 0.0
-    _epoch_started = None
 
     def _epoch_seconds_so_far(self) -> float:
         if self._epoch_started is None:
@@ -448,6 +521,7 @@ class TrainingRun:
         state, and `train_many` resumes other runs' generators in between. Nothing here touches a global random
         generator: the step's draws come from the run's own (engine/step.py)."""
         steps_this_epoch = min(self.step.steps_per_epoch, self.total_iterations - (self.host_iteration - self._cursor))
+        self._steps_this_epoch = steps_this_epoch
         current_lr = self.lr_at(self.host_iteration)
         with self._on_stream():
             if self._cursor == 0:
@@ -464,7 +538,6 @@ class TrainingRun:
             self._cursor += 1
             self.host_iteration += 1
             yield
-        self._steps_this_epoch = steps_this_epoch
 
     def finish_epoch(self) -> dict[str, Any]:
         """Read the epoch's sums (one synchronisation), evaluate, log, checkpoint."""
@@ -509,7 +582,7 @@ class TrainingRun:
         if self.done:
             self.status = "finished"
         self._write_metrics()
-        self._save_checkpoint()
+        self._save_epoch_checkpoint()
         self._write_info()
         return row
 
@@ -548,10 +621,10 @@ def train_many(
     concurrency: int | None = None,
     resume_hint: str = "run the same command with --resume to continue",
 ) -> list[TrainingRun]:
-    """Train runs that are already set up, interleaving their steps so that on CUDA each run's graph replays
+    """Train runs (built TrainingRuns), interleaving their steps so that on CUDA each run's graph replays
     on its own stream while the others run (several small nets fill one GPU better than one). On the CPU the
     steps simply alternate. Each run moves on to its next epoch as soon as it finishes one, so a fast net never
-    waits for a slow one. `queue` holds more runs to set up (callables returning a set-up run): whenever a run
+    waits for a slow one. `queue` holds more runs to start (callables that build a TrainingRun): whenever a run
     finishes, the next one joins, keeping `concurrency` runs going. Ctrl-C saves every active run and raises
     TrainingInterrupted (its message ends with `resume_hint`). SIGTERM is treated like Ctrl-C. Returns every run
     trained, in the order they started."""
@@ -622,7 +695,7 @@ def train(
     progress: ProgressFn | None = None,
 ) -> TrainingRun:
     """Train one model (library entry point of `resx train`). Returns the finished run (metrics in `.metrics`)."""
-    run = TrainingRun(config, run_dir, resume=resume, overwrite=overwrite, data=data).setup()
+    run = TrainingRun(config, run_dir, resume=resume, overwrite=overwrite, data=data)
     try:
         if progress:
             progress(run, None)
