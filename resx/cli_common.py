@@ -124,12 +124,10 @@ def pct(x: float) -> str:
 
 
 def int_list(text: str | None, option: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise ResxError(f"{option} takes integers separated by commas (e.g. 20,32,44,56), got {text!r}") from None
+    """An option's integers (resx.options.int_list: 20, 20..56, 20,32,44,56); None stays None."""
+    from resx.options import int_list as parse
+
+    return None if text is None else parse(text, option)
 
 
 class CountingProgress:

@@ -3,12 +3,15 @@
 An option has the same name and meaning in every command that takes it (`--batch-size`, `--seed`, `--seconds`,
 ...), so one table (RULES) says what each may be; `check_numbers` applies it to a command's parameters before
 anything is computed. NaN and infinity are refused wherever a number is expected. The library validates again
-where it takes the same values (TrainConfig.validate), with the same messages.
+where it takes the same values (TrainConfig.validate), with the same messages. Lists of numbers are parsed here
+too: `float_list`, and `int_list` (numbers, ranges such as 1..10, comma lists) for every option that takes integers.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from typing import Any, Mapping
 
 from resx.errors import ResxError
@@ -22,7 +25,7 @@ RULES: dict[str, tuple[float, bool, float | None, bool]] = {
     "epochs": POSITIVE, "iterations": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "warmup_lr": POSITIVE,
     "momentum": (0, True, 1, False), "weight_decay": NON_NEGATIVE, "stochastic_depth": (0, False, 1, True),
     "depth": POSITIVE, "width": POSITIVE, "seed": NON_NEGATIVE, "threads": POSITIVE,
-    "curve_every": AT_LEAST_1, "curve_window": AT_LEAST_1,
+    "curve_every": AT_LEAST_1, "curve_window": AT_LEAST_1, "save_every": AT_LEAST_1,
     # studies
     "seeds": AT_LEAST_1, "concurrency": AT_LEAST_1, "max_k": AT_LEAST_1, "draws": AT_LEAST_1,
     "cache_mb": NON_NEGATIVE, "samples": AT_LEAST_1,
@@ -73,4 +76,38 @@ def float_list(text: str | None, option: str) -> list[float] | None:
         raise ResxError(f"{option} takes numbers separated by commas (e.g. 0.5,0.75), got {text!r}") from None
     if not values or not all(math.isfinite(v) for v in values):
         raise ResxError(f"{option} takes finite numbers separated by commas (e.g. 0.5,0.75), got {text!r}")
+    return values
+
+
+INT_LIST_FORMS = "integers: a number (5), a range (1..10, both ends included), a comma list (1,2,5) or a mix (1..3,8)"
+
+
+def int_list(text: str | int | Iterable[int], option: str, *, minimum: int | None = None, allow_empty: bool = True,
+             forms: str = INT_LIST_FORMS) -> list[int]:
+    """The integers of an option's value, in the order given (duplicates kept): '5', '1..10', '1,2,5' or mixes
+    such as '1..3,8'; spaces are ignored. An int or a sequence of ints (library callers) is taken as it is.
+    Refused in one line naming `option`: other syntax, a range whose end is below its start, a value below
+    `minimum`, and (unless `allow_empty`) no value at all. `forms` says, in the syntax error, what is accepted."""
+    if isinstance(text, bool):
+        raise ResxError(f"bad {option} {text!r}; give {forms}")
+    if isinstance(text, int):
+        values = [text]
+    elif not isinstance(text, str):
+        values = [int(v) for v in text]
+    else:
+        values = []
+        for part in text.replace(" ", "").split(","):
+            if not part:
+                continue  # '8,' and '' have no value there
+            m = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", part)
+            if not m:
+                raise ResxError(f"bad {option} {text!r}; give {forms}")
+            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+            if hi < lo:
+                raise ResxError(f"bad {option} range {part!r}: the end is below the start")
+            values += range(lo, hi + 1)
+    if not values and not allow_empty:
+        raise ResxError(f"bad {option} {text!r}: give at least one value; {forms}")
+    if minimum is not None and any(v < minimum for v in values):
+        raise ResxError(f"bad {option} {text!r}: {option} takes integers >= {minimum}")
     return values

@@ -96,6 +96,7 @@ def test_mlp_family():
     (["--depths", "8", "--family", "vgg"], "unknown family"),
     (["--depths", ""], "grid is empty"),
     (["--depths", "8,x"], "integers"),
+    (["--depths", "14..8"], "bad --depths range '14..8': the end is below the start"),
     (["--depths", "8", "--shard", "3/2"], "between 1 and N"),
     (["--depths", "8", "--shard", "one"], "I/N"),
     (["--depths", "8", "--seeds", "0"], "seeds"),
@@ -110,6 +111,16 @@ def test_bad_grid_options(args, match):
     assert result.exit_code != 0
     lines = [l for l in result.output.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and __import__("re").search(match, lines[0]), result.output
+
+
+def test_integer_lists_take_numbers_ranges_and_comma_lists():
+    from resx.cli_common import int_list
+    from resx.errors import ResxError
+
+    assert int_list("20, 32,44", "--depths") == [20, 32, 44] and int_list("8..10,8", "--depths") == [8, 9, 10, 8]
+    assert int_list("", "--depths") == [] and int_list(None, "--depths") is None
+    with pytest.raises(ResxError, match=r"bad --depths '8,x'; give integers"):
+        int_list("8,x", "--depths")
 
 
 KILL_DATA = "synthetic:size=8,train=1024,test=64"  # 32 steps of 32 per epoch

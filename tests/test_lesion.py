@@ -220,8 +220,9 @@ def test_parsers():
     assert parse_int_list("5") == [5] and parse_int_list("1,2,5") == [1, 2, 5] and parse_int_list("1..3,8") == [1, 2, 3, 8]
     assert parse_int_list(range(1, 4)) == [1, 2, 3]
     for bad in ("1-10", "a", "", "0", "3..1", "1..", "1.5"):
-        with pytest.raises(ResxError):
+        with pytest.raises(ResxError, match="--swaps"):
             parse_int_list(bad)
+    assert parse_int_list("3,1..3") == [3, 1, 2]  # each count once, in order
     assert parse_studies("single, swap") == ("single", "swap")
     with pytest.raises(ResxError, match="unknown study 'shuffle'"):
         parse_studies("single,shuffle")
@@ -251,6 +252,23 @@ def test_run_lesion_writes_tidy_csvs(runs, tmp_path):
                        cache_bytes=0)
     pd.testing.assert_frame_equal(again.delete_k, result.delete_k[result.delete_k["run"] == "resnet14"])
     assert result.summary()[0]["baseline"] == single["baseline_error"][0]
+
+
+def test_the_same_run_twice_gets_a_numbered_label_and_data_must_fit(runs, tmp_path):
+    from types import SimpleNamespace
+
+    from resx.labels import unique_labels
+    from resx.studies import guards
+
+    result = run_lesion([runs / "resnet14", runs / "resnet14" / "checkpoint.pt"], studies="single", device="cpu",
+                        out=tmp_path / "twice")
+    assert [r["run"] for r in result.info["runs"]] == ["resnet14", "resnet14-2"]
+    assert unique_labels(["a", "a", "a-2", "b"]) == ["a", "a-2", "a-2-2", "b"]
+    other = SimpleNamespace(name="synthetic", num_classes=4, channels=3, image_size=8)
+    with pytest.raises(ResxError, match=r"run r \(resnet14\) was built for num classes 10, but the data "
+                                        r"\(synthetic\) has 4; lesion it on data of the same shape"):
+        guards.check_data_fits("r", "resnet14", {"num_classes": 10, "in_channels": 3}, other, what="lesion")
+    guards.check_data_fits("r", "resnet14", {"num_classes": 4, "input_size": 32}, other, what="lesion")  # conv: any size
 
 
 def test_cli_end_to_end(runs, tmp_path):

@@ -581,10 +581,22 @@ def test_shortcut_on_a_plain_net_is_refused():
     ("--lr-milestones", "nan", r"--lr-milestones takes finite numbers"),
     ("--lr-milestones", "1.5", r"lr_milestones are fractions of training in \(0, 1\)"),
     ("--seed", "-1", r"--seed must be at least 0, got -1"),
+    ("--save-every", "0", r"--save-every must be at least 1, got 0"),
 ])
 def test_numeric_train_options_are_checked(option, value, match):
     fail(*TRAIN, option, value, "--out", "new", match=match)
     assert not Path("new").exists()
+
+
+def test_save_every_on_the_command_line_and_on_resume():
+    """`resx train --save-every N` keeps every N-th epoch's checkpoint; a resume may change N (it changes no result)."""
+    result = runner.invoke(app, [*TRAIN[:4], "--epochs", "2", *TRAIN[6:], "--save-every", "2", "--out", "run"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in Path("run/checkpoints").iterdir()] == ["epoch-002.pt"]
+    result = runner.invoke(app, [*TRAIN[:4], "--epochs", "3", *TRAIN[6:], "--save-every", "1", "--out", "run",
+                                 "--resume"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in Path("run/checkpoints").iterdir()) == ["epoch-002.pt", "epoch-003.pt"]
 
 
 @pytest.mark.parametrize("args, match", [

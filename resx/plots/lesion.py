@@ -21,6 +21,7 @@ import pandas as pd
 from resx import reference
 from resx.plots import style
 from resx.plots.csvs import as_bool, read_csv
+from resx.stats import mean_std
 
 SINGLE_COLUMNS = ("run", "block", "downsampling", "test_error", "baseline_error")
 DELETE_K_COLUMNS = ("run", "k", "test_error")
@@ -51,18 +52,18 @@ def read_swap(folder: str | Path) -> pd.DataFrame | None:
 
 
 def delete_k_means(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std of the test error over draws, per run and k."""
-    out = frame.groupby(["run", "k"], sort=False)["test_error"].agg(["mean", "std", "count"]).reset_index()
+    """Mean and std of the test error over draws, per run and k (columns run, k, mean, std, count)."""
+    out = mean_std(frame, ["run", "k"], "test_error", sort=False).reset_index()
     return out.sort_values(["run", "k"]).reset_index(drop=True)
 
 
 def swap_means(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Mean test error per run and number of swaps (None when the CSV has no `swaps` column)."""
+    """Mean and std of the test error and mean Kendall's tau per run and number of swaps (columns run, swaps,
+    mean, std, kendall_tau, count; None when the CSV has no `swaps` column)."""
     if "swaps" not in frame.columns:
         return None
-    out = frame.groupby(["run", "swaps"], sort=False).agg(
-        mean=("test_error", "mean"), std=("test_error", "std"), kendall_tau=("kendall_tau", "mean"),
-        count=("test_error", "size"))
+    out = mean_std(frame, ["run", "swaps"], "test_error", sort=False)
+    out.insert(2, "kendall_tau", frame.groupby(["run", "swaps"], sort=False)["kendall_tau"].mean())
     return out.reset_index().sort_values(["run", "swaps"]).reset_index(drop=True)
 
 

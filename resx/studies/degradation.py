@@ -21,6 +21,8 @@ import pandas as pd
 from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.config import TrainConfig, replace, train_config_from
 from resx.errors import ResxError
+from resx.plugins.degradation import CURVE_COLUMNS, ITERATION_CURVES, SUMMARY_COLUMNS, compare  # the study's declaration
+from resx.stats import mean_std
 
 FAMILIES = {
     # family: (plain name, residual name); MLPs take their depth as an option
@@ -28,18 +30,9 @@ FAMILIES = {
     "preact": ("plain{d}", "preresnet{d}"),
     "mlp": ("mlp_plain", "mlp_res"),
 }
-CURVE_COLUMNS = [
-    "model", "family", "residual", "depth", "seed", "epoch", "iteration", "train_error", "test_error",
-    "train_loss", "test_loss", "lr", "batch_size", "seconds", "images_per_second",
-]
-ITERATION_CURVES = "iteration_curves.csv"  # every run's iterations.csv (engine/run.py), with the grid's columns
-SUMMARY_COLUMNS = [
-    "model", "family", "residual", "depth", "params", "seeds", "final_train_error_mean", "final_train_error_std",
-    "final_test_error_mean", "final_test_error_std", "best_test_error_mean", "best_test_error_std", "iterations",
-]
 RESUME_HINT = "run the same command again: finished runs are skipped and interrupted ones resume"
 # Config fields that do not change what a run computes: a finished run trained with other values is reused.
-IGNORED_FOR_REUSE = ("device", "data_dir", "graph", "threads", "curve_every", "curve_window")
+IGNORED_FOR_REUSE = ("device", "data_dir", "graph", "threads", "curve_every", "curve_window", "save_every")
 
 
 @dataclass(frozen=True)
@@ -206,7 +199,7 @@ def run_grid(
 
     def starter(run: GridRun) -> Callable[[], Any]:
         def start_run():
-            trainer = TrainingRun(run.config, run.run_dir, resume="auto", data=data, name=run.label).setup()
+            trainer = TrainingRun(run.config, run.run_dir, resume="auto", data=data, name=run.label)
             before[run.label] = trainer.host_iteration
             if trainer.host_iteration:
                 say(f"resume {run.label} from epoch {trainer.epoch}, iteration {trainer.host_iteration}")
@@ -334,17 +327,14 @@ def summarise(finals: pd.DataFrame) -> pd.DataFrame:
     """One row per model: mean and std over seeds of the final and best errors (std 0 for one seed)."""
     if finals.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    rows = []
-    for (model, family, residual, depth), g in finals.groupby(["model", "family", "residual", "depth"], sort=False):
-        std = lambda s: float(s.std(ddof=1)) if len(s) > 1 else 0.0  # noqa: E731
-        rows.append(dict(
-            model=model, family=family, residual=residual, depth=depth, params=int(g["params"].iloc[0]),
-            seeds=len(g), final_train_error_mean=g["final_train_error"].mean(), final_train_error_std=std(g["final_train_error"]),
-            final_test_error_mean=g["final_test_error"].mean(), final_test_error_std=std(g["final_test_error"]),
-            best_test_error_mean=g["best_test_error"].mean(), best_test_error_std=std(g["best_test_error"]),
-            iterations=int(g["iterations"].max()),
-        ))
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(["residual", "depth"]).reset_index(drop=True)
+    keys = ["model", "family", "residual", "depth"]
+    grouped = finals.groupby(keys, sort=False)
+    summary = grouped.agg(params=("params", "first"), seeds=("params", "size"), iterations=("iterations", "max"))
+    for column in ("final_train_error", "final_test_error", "best_test_error"):
+        stats = mean_std(finals, keys, column, sort=False, one_value_std=0.0)
+        summary[f"{column}_mean"], summary[f"{column}_std"] = stats["mean"], stats["std"]
+    summary = summary.reset_index().astype({"params": "int64", "iterations": "int64"})
+    return summary[SUMMARY_COLUMNS].sort_values(["residual", "depth"]).reset_index(drop=True)
 
 
 def verdict(summary: pd.DataFrame) -> list[str]:
@@ -354,17 +344,17 @@ def verdict(summary: pd.DataFrame) -> list[str]:
         part = summary[summary["residual"] == residual].sort_values("depth")
         if len(part) < 2:
             continue
-        shallow, deep = part.iloc[0], part.iloc[-1]
+        shallow, deep, train_diff, _ = compare(part, "train")  # the same rule as REPORT.md's
         a, b = 100 * shallow["final_train_error_mean"], 100 * deep["final_train_error_mean"]
         if not residual:
-            shows = b > a
+            shows = train_diff > 0
             lines.append(
                 f"Degradation {'SHOWS' if shows else 'does NOT show'}: {deep['model']} ends with training error "
                 f"{b:.2f}% vs {a:.2f}% for {shallow['model']} (He et al. 2015 Fig. 6 left: deeper plain nets train worse)."
             )
         else:
             ta, tb = 100 * shallow["final_test_error_mean"], 100 * deep["final_test_error_mean"]
-            better = tb < ta  # the same rule as REPORT.md
+            better = compare(part, "test")[2] < 0
             lines.append(
                 f"Residual nets {'improve' if better else 'do NOT improve'} with depth: {deep['model']} test error "
                 f"{tb:.2f}% vs {ta:.2f}% for {shallow['model']}; training error {b:.2f}% vs {a:.2f}% "

@@ -6,6 +6,8 @@
   `force`: its checkpoint is of an earlier epoch than the run's name suggests.
 - `--data` other than the dataset a run was trained on (another size, another seed of a synthetic set, another
   folder) is refused unless `force`. Specs are compared normalised (resx.data.normalise_data_spec).
+- Whatever the data, it must fit the net (`check_data_fits`): the classes and channels it was built for, and the
+  image size for an MLP. Not even `force` lets a net see data it cannot compute on.
 """
 
 from __future__ import annotations
@@ -13,23 +15,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from resx.errors import ResxError
 
-STUDY_FILES = {
-    # study: the file name patterns it writes (CSVs, info, figures)
-    "lesion": ("lesion_*.csv", "lesion_info.json", "lesion_*.png", "lesion_*.pdf", "lesion_*.svg"),
-    "paths": ("path_*.csv", "block_gradients.csv", "paths_info.json", "paths.png", "paths.pdf", "paths.svg",
-              "block_gradients.png", "block_gradients.pdf", "block_gradients.svg"),
-}
-
-
 def earlier_study(out: str | Path, study: str) -> list[Path]:
-    """The files of an earlier `study` in `out` (none if it does not exist)."""
+    """The files of an earlier `study` in `out` (none if it does not exist): every file the study declares that it
+    writes (resx.plugins), its CSVs, info file and figures."""
+    from resx.plugins import get_study
+
     out = Path(out)
     if not out.is_dir():
         return []
-    return sorted({p for pattern in STUDY_FILES[study] for p in out.glob(pattern) if p.is_file()})
+    return get_study(study).files_in(out)
 
 
 def check_study_folder(out: str | Path, study: str, overwrite: bool) -> list[Path]:
@@ -72,3 +70,20 @@ def check_run(name: str, checkpoint: str | Path, trained_on: str | None, data: s
     if data and trained_on and normalise_data_spec(data) != normalise_data_spec(trained_on):
         raise ResxError(f"run {name} was trained on {trained_on}, not {data}; leave --data out to use its own "
                         f"dataset, or pass --force to {what} it on {data}")
+
+
+def check_data_fits(name: str, model: str, model_options: dict | None, data: Any, *, what: str) -> None:
+    """The data (an ImageData) must have the classes and channels the net was built for (`model_options`, as in
+    its checkpoint), and the image size for an MLP: conv nets pool globally, so any size works for them."""
+    from resx.models import get_model_spec
+
+    options = model_options or {}
+    wanted = {"num_classes": data.num_classes, "in_channels": data.channels}
+    if model and get_model_spec(model).family == "mlp":
+        wanted["input_size"] = data.image_size
+    for key, value in wanted.items():
+        if key in options and options[key] != value:
+            raise ResxError(
+                f"run {name} ({model}) was built for {key.replace('_', ' ')} {options[key]}, but the data "
+                f"({data.name}) has {value}; {what} it on data of the same shape"
+            )

@@ -38,7 +38,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,9 @@ from torch import nn
 
 from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.errors import ResxError
+from resx.labels import run_label, unique_label
+from resx.options import int_list
+from resx.plugins.lesion import DELETE_K_COLUMNS, SINGLE_COLUMNS, SWAP_COLUMNS
 from resx.studies import guards
 from resx.studies.kendall import kendall_tau
 
@@ -59,10 +61,7 @@ DEFAULT_MAX_K = 20  # Veit et al. 2016, Fig. 5a: k = 1..20 of ResNet-110's 54 bl
 DEFAULT_DRAWS = 50
 DEFAULT_SWAPS = range(1, 11)  # Veit et al. 2016, Fig. 5b: up to 10 swapped pairs
 
-SINGLE_COLUMNS = ["run", "block", "stage", "downsampling", "test_error", "baseline_error", "test_loss", "model", "residual"]
-DELETE_K_COLUMNS = ["run", "k", "draw", "test_error", "baseline_error", "test_loss", "deleted", "model", "residual"]
-SWAP_COLUMNS = ["run", "swaps", "draw", "kendall_tau", "test_error", "baseline_error", "test_loss", "order", "model",
-                "residual"]
+# lesion_*.csv's columns are declared with the study (resx/plugins/lesion.py)
 
 # A lesioned net, position by position: (index of the block run there, True when it is deleted).
 Plan = tuple[tuple[int, bool], ...]
@@ -83,42 +82,17 @@ def parse_studies(studies: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _parse_ranges(text: str, bad_syntax: str, what: str) -> list[int]:
-    """'5', '1..10' or '1,2,5' (and mixes) -> the integers, in order; one-line errors for bad syntax or lo > hi."""
-    items: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        m = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", part)
-        if not m:
-            raise ResxError(bad_syntax)
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise ResxError(f"bad {what} range {part!r}: the end is below the start")
-        items += range(lo, hi + 1)
-    return items
-
-
 def parse_int_list(text: str | int | Iterable[int], what: str = "--swaps") -> list[int]:
-    """'1..10' (a range, both ends included), '5', '1,2,5' or '1..3,8'; integers >= 1."""
-    if isinstance(text, int):
-        items: list[int] = [text]
-    elif not isinstance(text, str):
-        items = [int(v) for v in text]
-    else:
-        items = _parse_ranges(text, f"bad {what} {text!r}; give a number (5), a range (1..10) or a comma list (1,2,5)",
-                              what)
-    if not items or min(items) < 1:
-        raise ResxError(f"bad {what} {text!r}: counts must be integers >= 1")
-    return list(dict.fromkeys(items))
+    """'1..10' (a range, both ends included), '5', '1,2,5' or '1..3,8'; integers >= 1, each once, in order."""
+    return list(dict.fromkeys(int_list(text, what, minimum=1, allow_empty=False)))
 
 
 def parse_block_list(text: str | Iterable[int] | None) -> list[int] | None:
-    """'0,5,18' or '0..8' (0-based block indices); None means every block."""
+    """'0,5,18' or '0..8' (0-based block indices), each once, in order; None means every block."""
     if text is None:
         return None
-    if isinstance(text, str):
-        items = _parse_ranges(text, f"bad --blocks {text!r}; give 0-based block indices: 3, 0..8 or 0,5,18", "--blocks")
-        return list(dict.fromkeys(items))
-    return list(dict.fromkeys(int(i) for i in text))
+    return list(dict.fromkeys(int_list(text, "--blocks", allow_empty=False,
+                                       forms="0-based block indices: 3, 0..8 or 0,5,18")))
 
 
 # --- which blocks a study may touch --------------------------------------------------------------------------------
@@ -450,48 +424,251 @@ class LesionResult:
         return rows
 
 
-def run_name(path: Path) -> str:
-    """A short name: the run folder's name (for a checkpoint file, its folder's, or the file's own stem)."""
-    path = Path(path).resolve()
-    if path.is_dir():
-        return path.name
-    return path.parent.name if path.name == "checkpoint.pt" else path.stem
-
-
 def load_runs(checkpoints: Sequence[str | Path]) -> list[LesionRun]:
+    """Each run folder or checkpoint, loaded (one-line errors for a missing, truncated or foreign one) and named
+    after its folder (resx.labels: the same name twice becomes name-2)."""
     from resx.engine.checkpoint import find_checkpoint, load_model
 
     if not checkpoints:
         raise ResxError("give at least one run folder or checkpoint to lesion")
     runs: list[LesionRun] = []
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     for path in checkpoints:
         file = find_checkpoint(path)  # one-line errors for a missing file or a folder without a checkpoint
         net, ckpt = load_model(file)  # ... and for a truncated or foreign one
-        name = run_name(Path(path))
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}-{seen[name]}"
+        name = unique_label(run_label(path), taken)
         config = ckpt.get("config") or {}
         runs.append(LesionRun(name, file, net, config, ckpt.get("model_name", ""), config.get("data", ""),
                               config.get("data_dir")))
     return runs
 
 
-def _check_data_fits(run: LesionRun, data) -> None:
-    """The data must have the classes and channels the net was built for (and the size, for an MLP)."""
-    from resx.models import get_model_spec
+@dataclass
+class LesionOptions:
+    """The options of one lesion study, checked (see `run_lesion`)."""
 
-    options = getattr(run.net, "model_options", {}) or {}
-    wanted = {"num_classes": data.num_classes, "in_channels": data.channels}
-    if run.model and get_model_spec(run.model).family == "mlp":  # conv nets pool globally: any size works
-        wanted["input_size"] = data.image_size
-    for key, value in wanted.items():
-        if key in options and options[key] != value:
-            raise ResxError(
-                f"run {run.name} ({run.model}) was built for {key.replace('_', ' ')} {options[key]}, "
-                f"but --data {data.name} has {value}; lesion it on data of the same shape"
-            )
+    studies: tuple[str, ...]
+    explicit_studies: bool  # the studies were asked for (not the default): a study a net cannot take is an error
+    draws: int
+    swap_counts: list[int]
+    blocks: list[int] | None
+    max_k: int | None
+    seed: int
+    batch_size: int | None
+    cache_bytes: int | None
+
+
+@dataclass
+class RunPlan:
+    """What one run's lesions will be: its studies, those skipped (and why), the blocks they may touch."""
+
+    studies: list[str]
+    skipped: dict[str, str]
+    deletable: list[int]
+    max_k: int | None
+    pairs: list[tuple[int, int]]
+
+
+@dataclass
+class LesionRows:
+    """The rows of the three CSVs, gathered run by run."""
+
+    single: list[dict] = field(default_factory=list)
+    delete_k: list[dict] = field(default_factory=list)
+    swap: list[dict] = field(default_factory=list)
+
+    def frames(self):
+        import pandas as pd
+
+        return (pd.DataFrame(self.single, columns=SINGLE_COLUMNS),
+                pd.DataFrame(self.delete_k, columns=DELETE_K_COLUMNS),
+                pd.DataFrame(self.swap, columns=SWAP_COLUMNS))
+
+
+def check_settings(studies: str | Iterable[str] | None, blocks: str | Iterable[int] | None, max_k: int | None,
+                   draws: int, swaps: str | int | Iterable[int], seed: int, batch_size: int | None,
+                   cache_bytes: int | None) -> LesionOptions:
+    """The options, parsed and checked before anything is loaded."""
+    explicit_studies = studies is not None
+    parsed = parse_studies(studies)
+    if draws < 1:
+        raise ResxError(f"--draws must be at least 1, got {draws}")
+    swap_counts = parse_int_list(swaps, "--swaps")
+    block_list = parse_block_list(blocks)
+    if max_k is not None and max_k < 1:
+        raise ResxError(f"--max-k must be at least 1, got {max_k}")
+    if batch_size is not None and batch_size < 1:
+        raise ResxError(f"--batch-size must be positive, got {batch_size}")
+    return LesionOptions(parsed, explicit_studies, draws, swap_counts, block_list, max_k, seed, batch_size,
+                          cache_bytes)
+
+
+def plan_run(run: LesionRun, settings: LesionOptions) -> RunPlan:
+    """Which studies `run` gets, checked against its blocks: swap needs shortcuts and two blocks of one shape
+    (skipped for the default studies, an error when asked for), --blocks must exist, --max-k must not exceed
+    the deletable blocks (default: 20, or all of them when fewer)."""
+    n = len(run.net.blocks)
+    run_studies = list(settings.studies)
+    skipped: dict[str, str] = {}
+    pairs = swappable_pairs(run.net)
+    if "swap" in run_studies and (not run.residual or not pairs):
+        why = ("has no shortcuts; swapping blocks needs a residual net" if not run.residual
+               else "has no two blocks of the same shape to swap")
+        if settings.explicit_studies:
+            raise ResxError(f"run {run.name} ({run.model}) {why}")
+        # Default studies: a plain net (or one with a single block per stage) gets single and delete-k only.
+        run_studies.remove("swap")
+        skipped["swap"] = why
+    if settings.blocks is not None:
+        bad = [b for b in settings.blocks if not 0 <= b < n]
+        if bad:
+            raise ResxError(f"--blocks: block {bad[0]} out of range; run {run.name} ({run.model}) has blocks 0..{n - 1}")
+    deletable = deletable_blocks(run.net)
+    k_max = settings.max_k
+    if "delete-k" in run_studies:
+        if not deletable:
+            raise ResxError(f"run {run.name} ({run.model}) has no non-downsampling block to delete")
+        if k_max is None:
+            k_max = min(DEFAULT_MAX_K, len(deletable))
+        elif k_max > len(deletable):
+            raise ResxError(f"--max-k {k_max} is more than the {len(deletable)} deletable (non-downsampling) "
+                            f"blocks of run {run.name} ({run.model})")
+    return RunPlan(run_studies, skipped, deletable, k_max, pairs)
+
+
+def load_run_data(run: LesionRun, data: str | None, data_dir: str | Path | None,
+                  datasets: dict[tuple, Any]) -> tuple[str, str | None]:
+    """The dataset `run` is lesioned on (`data`, else its own), loaded into `datasets` unless it is there already,
+    and checked to fit the net; returns its key in `datasets`."""
+    from resx.data import load_dataset
+
+    spec = data or run.data_spec
+    if not spec:
+        raise ResxError(f"run {run.name}: its checkpoint names no dataset; give --data")
+    root = data_dir if data_dir is not None else run.data_dir
+    key = (spec, str(root) if root else None)
+    if key not in datasets:
+        datasets[key] = load_dataset(spec, root)
+    guards.check_data_fits(run.name, run.model, getattr(run.net, "model_options", None), datasets[key],
+                           what="lesion")
+    return key
+
+
+def study_info(settings: LesionOptions, device: torch.device, precision: str) -> dict[str, Any]:
+    """lesion_info.json's settings; its `runs` are added as they are lesioned."""
+    return {
+        "study": "lesion (Veit et al. 2016, §4)",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": precision,
+        "studies": list(settings.studies),
+        "draws": settings.draws,
+        "swaps": settings.swap_counts,
+        "max_k": settings.max_k,
+        "seed": settings.seed,
+        "blocks": settings.blocks,
+        "runs": [],
+    }
+
+
+def _study_generator(seed: int, offset: int) -> torch.Generator:
+    """Each study draws from its own generator, so adding or dropping a study leaves the others' draws alone."""
+    return torch.Generator().manual_seed(seed * 1000 + offset)
+
+
+def lesion_single(run: LesionRun, evaluator: LesionEvaluator, baseline: float, blocks: list[int] | None,
+                  report: Callable | None) -> list[dict]:
+    """Veit et al. 2016 §4.1, Fig. 3: each block deleted in turn (the paper numbers blocks from 1; we from 0)."""
+    n = len(run.net.blocks)
+    info_blocks = run.net.block_info()
+    chosen = blocks if blocks is not None else list(range(n))
+    errors, losses = evaluator.evaluate([deletion_plan(n, [b]) for b in chosen], report)
+    return [dict(run=run.name, block=b, stage=info_blocks[b].stage, downsampling=info_blocks[b].downsampling,
+                 test_error=err, baseline_error=baseline, test_loss=loss, model=run.model, residual=run.residual)
+            for b, err, loss in zip(chosen, errors, losses)]
+
+
+def lesion_delete_k(run: LesionRun, evaluator: LesionEvaluator, baseline: float, plan: RunPlan,
+                    settings: LesionOptions, report: Callable | None) -> list[dict]:
+    """Veit et al. 2016 §4.2, Fig. 5a: k random non-downsampling blocks deleted together."""
+    n = len(run.net.blocks)
+    draws = draw_deletions(plan.deletable, range(1, plan.max_k + 1), settings.draws,
+                           _study_generator(settings.seed, 1))
+    errors, losses = evaluator.evaluate([deletion_plan(n, d) for _, _, d in draws], report)
+    return [dict(run=run.name, k=k, draw=d, test_error=err, baseline_error=baseline, test_loss=loss,
+                 deleted=" ".join(map(str, deleted)), model=run.model, residual=run.residual)
+            for (k, d, deleted), err, loss in zip(draws, errors, losses)]
+
+
+def lesion_swap(run: LesionRun, evaluator: LesionEvaluator, baseline: float, plan: RunPlan,
+                settings: LesionOptions, report: Callable | None) -> list[dict]:
+    """Veit et al. 2016 §4.3, Fig. 5b: random same-shape pairs swapped; error against Kendall's tau."""
+    n = len(run.net.blocks)
+    draws = draw_swaps(n, plan.pairs, settings.swap_counts, settings.draws, _study_generator(settings.seed, 2))
+    errors, losses = evaluator.evaluate([order_plan(o) for _, _, o, _ in draws], report)
+    return [dict(run=run.name, swaps=count, draw=d, kendall_tau=tau, test_error=err, baseline_error=baseline,
+                 test_loss=loss, order=" ".join(map(str, order)), model=run.model, residual=run.residual)
+            for (count, d, order, tau), err, loss in zip(draws, errors, losses)]
+
+
+def lesion_one_run(run: LesionRun, plan: RunPlan, data: Any, settings: LesionOptions, rows: LesionRows, *,
+               device: torch.device, precision: str, progress: ProgressFn | None) -> dict[str, Any]:
+    """Every study of `plan` on one run: its rows are added to `rows`; returns its entry of lesion_info.json."""
+    n = len(run.net.blocks)
+    seconds: dict[str, float] = {}
+
+    def report(study: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: progress(run.name, study, done, total)) if progress else None
+
+    t0 = time.perf_counter()
+    evaluator = LesionEvaluator(run.net, data.test_images, data.test_labels, data.mean, data.std, device=device,
+                                precision=precision, batch_size=settings.batch_size, cache_bytes=settings.cache_bytes)
+    (baseline,), (baseline_loss,) = evaluator.evaluate([intact_plan(n)])
+    seconds["cache"] = time.perf_counter() - t0
+    for study, target, lesion in (
+        ("single", rows.single, lambda r: lesion_single(run, evaluator, baseline, settings.blocks, r)),
+        ("delete-k", rows.delete_k, lambda r: lesion_delete_k(run, evaluator, baseline, plan, settings, r)),
+        ("swap", rows.swap, lambda r: lesion_swap(run, evaluator, baseline, plan, settings, r)),
+    ):
+        if study in plan.studies:
+            t0 = time.perf_counter()
+            target += lesion(report(study))
+            seconds[study] = time.perf_counter() - t0
+    info_blocks = run.net.block_info()
+    return {
+        "run": run.name,
+        "checkpoint": str(run.checkpoint),
+        "model": run.model,
+        "residual": run.residual,
+        "stochastic_depth": run.config.get("stochastic_depth"),
+        "data": data.name,
+        "test_images": evaluator.num_images,
+        "blocks": n,
+        "downsampling_blocks": [b.index for b in info_blocks if b.downsampling],
+        "studies": plan.studies,
+        "skipped": plan.skipped,
+        "max_k": plan.max_k,
+        "baseline_error": baseline,
+        "baseline_loss": baseline_loss,
+        "batch_size": evaluator.batch_size,
+        "cached_positions": len(evaluator.cached_positions),
+        "cache_mb": round(evaluator.cache_bytes / 2**20, 1),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "total_seconds": round(sum(seconds.values()), 3),
+    }
+
+
+def write_lesion_outputs(out: Path, studies: Sequence[str], rows: LesionRows, info: dict[str, Any],
+                         files: dict[str, Path]) -> None:
+    """The CSV of every asked-for study and lesion_info.json, atomically; `files` gets their paths. Called after
+    every run, so that a long multi-run lesion keeps what it has finished."""
+    single, delete_k, swap = rows.frames()
+    for study, name, frame in (("single", "lesion_single.csv", single), ("delete-k", "lesion_delete_k.csv", delete_k),
+                               ("swap", "lesion_swap.csv", swap)):
+        if study in studies:
+            files[study] = write_csv_atomic(out / name, frame)
+    info["files"] = {k: str(v) for k, v in files.items()}
+    files["info"] = write_json_atomic(out / "lesion_info.json", info)
 
 
 def run_lesion(
@@ -531,21 +708,9 @@ def run_lesion(
                  (the CLI's default): refuse it
     force:       lesion runs that are not finished, or on other data than their own (refused otherwise)
     """
-    import pandas as pd
-
-    from resx.data import load_dataset
     from resx.engine.device import resolve_device, resolve_precision
 
-    explicit_studies = studies is not None
-    studies = parse_studies(studies)
-    if draws < 1:
-        raise ResxError(f"--draws must be at least 1, got {draws}")
-    swap_counts = parse_int_list(swaps, "--swaps")
-    block_list = parse_block_list(blocks)
-    if max_k is not None and max_k < 1:
-        raise ResxError(f"--max-k must be at least 1, got {max_k}")
-    if batch_size is not None and batch_size < 1:
-        raise ResxError(f"--batch-size must be positive, got {batch_size}")
+    settings = check_settings(studies, blocks, max_k, draws, swaps, seed, batch_size, cache_bytes)
     dev = resolve_device(device)
     precision = resolve_precision("auto", dev)
     out = Path(out)
@@ -555,155 +720,24 @@ def run_lesion(
     runs = load_runs(checkpoints)
     for run in runs:
         guards.check_run(run.name, run.checkpoint, run.data_spec, data, force=force, what="lesion")
-    datasets: dict[tuple, Any] = {}
-    plans_for: dict[str, dict] = {}
+    datasets: dict[tuple, Any] = {}  # (spec, folder): the loaded dataset, shared by the runs that use it
+    plans: dict[str, RunPlan] = {}
+    data_keys: dict[str, tuple] = {}
     for run in runs:
-        n = len(run.net.blocks)
-        run_studies = list(studies)
-        skipped: dict[str, str] = {}
-        pairs = swappable_pairs(run.net)
-        if "swap" in run_studies and (not run.residual or not pairs):
-            why = ("has no shortcuts; swapping blocks needs a residual net" if not run.residual
-                   else "has no two blocks of the same shape to swap")
-            if explicit_studies:
-                raise ResxError(f"run {run.name} ({run.model}) {why}")
-            # Default studies: a plain net (or one with a single block per stage) gets single and delete-k only.
-            run_studies.remove("swap")
-            skipped["swap"] = why
-        if block_list is not None:
-            bad = [b for b in block_list if not 0 <= b < n]
-            if bad:
-                raise ResxError(f"--blocks: block {bad[0]} out of range; run {run.name} ({run.model}) has blocks 0..{n - 1}")
-        deletable = deletable_blocks(run.net)
-        k_max = max_k
-        if "delete-k" in run_studies:
-            if not deletable:
-                raise ResxError(f"run {run.name} ({run.model}) has no non-downsampling block to delete")
-            if k_max is None:
-                k_max = min(DEFAULT_MAX_K, len(deletable))
-            elif k_max > len(deletable):
-                raise ResxError(f"--max-k {k_max} is more than the {len(deletable)} deletable (non-downsampling) "
-                                f"blocks of run {run.name} ({run.model})")
-        spec = data or run.data_spec
-        if not spec:
-            raise ResxError(f"run {run.name}: its checkpoint names no dataset; give --data")
-        root = data_dir if data_dir is not None else run.data_dir
-        key = (spec, str(root) if root else None)
-        if key not in datasets:
-            datasets[key] = load_dataset(spec, root)
-        _check_data_fits(run, datasets[key])
-        plans_for[run.name] = dict(studies=run_studies, skipped=skipped, deletable=deletable, max_k=k_max, pairs=pairs, data=key)
-
+        plans[run.name] = plan_run(run, settings)
+        data_keys[run.name] = load_run_data(run, data, data_dir, datasets)
     guards.remove_files(earlier)  # every check passed: the earlier study goes, so that nothing mixes
-    single_rows: list[dict] = []
-    delete_rows: list[dict] = []
-    swap_rows: list[dict] = []
-    info: dict[str, Any] = {
-        "study": "lesion (Veit et al. 2016, §4)",
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "precision": precision,
-        "studies": list(studies),
-        "draws": draws,
-        "swaps": swap_counts,
-        "max_k": max_k,
-        "seed": seed,
-        "blocks": block_list,
-        "runs": [],
-    }
+
+    rows = LesionRows()
+    info = study_info(settings, dev, precision)
     files: dict[str, Path] = {}
-
-    def frames():
-        return (pd.DataFrame(single_rows, columns=SINGLE_COLUMNS), pd.DataFrame(delete_rows, columns=DELETE_K_COLUMNS),
-                pd.DataFrame(swap_rows, columns=SWAP_COLUMNS))
-
-    def write_outputs() -> None:
-        # Written after every run, so a long multi-run lesion keeps what it has finished.
-        single, delete_k, swap = frames()
-        for study, name, frame in (("single", "lesion_single.csv", single), ("delete-k", "lesion_delete_k.csv", delete_k),
-                                   ("swap", "lesion_swap.csv", swap)):
-            if study in studies:
-                files[study] = write_csv_atomic(out / name, frame)
-        info["files"] = {k: str(v) for k, v in files.items()}
-        files["info"] = write_json_atomic(out / "lesion_info.json", info)
-
     for run in runs:
-        plan = plans_for[run.name]
-        data_obj = datasets[plan["data"]]
-        n = len(run.net.blocks)
-        meta = {"model": run.model, "residual": run.residual}
-        seconds: dict[str, float] = {}
-        report = (lambda study: (lambda done, total: progress(run.name, study, done, total))) if progress else (lambda s: None)
+        info["runs"].append(lesion_one_run(run, plans[run.name], datasets[data_keys[run.name]], settings, rows,
+                                       device=dev, precision=precision, progress=progress))
+        write_lesion_outputs(out, settings.studies, rows, info, files)
 
-        t0 = time.perf_counter()
-        evaluator = LesionEvaluator(run.net, data_obj.test_images, data_obj.test_labels, data_obj.mean, data_obj.std,
-                                    device=dev, precision=precision, batch_size=batch_size, cache_bytes=cache_bytes)
-        (baseline,), (baseline_loss,) = evaluator.evaluate([intact_plan(n)])
-        seconds["cache"] = time.perf_counter() - t0
-
-        # Each study draws from its own generator, so adding or dropping a study leaves the others' draws alone.
-        def generator(offset: int) -> torch.Generator:
-            return torch.Generator().manual_seed(seed * 1000 + offset)
-
-        info_blocks = run.net.block_info()
-        if "single" in plan["studies"]:
-            # Veit et al. 2016 §4.1, Fig. 3: each block deleted in turn (the paper numbers blocks from 1; we from 0).
-            t0 = time.perf_counter()
-            chosen = block_list if block_list is not None else list(range(n))
-            errors, losses = evaluator.evaluate([deletion_plan(n, [b]) for b in chosen], report("single"))
-            for b, err, loss in zip(chosen, errors, losses):
-                bi = info_blocks[b]
-                single_rows.append(dict(run=run.name, block=b, stage=bi.stage, downsampling=bi.downsampling,
-                                        test_error=err, baseline_error=baseline, test_loss=loss, **meta))
-            seconds["single"] = time.perf_counter() - t0
-
-        if "delete-k" in plan["studies"]:
-            # Veit et al. 2016 §4.2, Fig. 5a: k random non-downsampling blocks deleted together.
-            t0 = time.perf_counter()
-            draws_k = draw_deletions(plan["deletable"], range(1, plan["max_k"] + 1), draws, generator(1))
-            errors, losses = evaluator.evaluate([deletion_plan(n, d) for _, _, d in draws_k], report("delete-k"))
-            for (k, d, deleted), err, loss in zip(draws_k, errors, losses):
-                delete_rows.append(dict(run=run.name, k=k, draw=d, test_error=err, baseline_error=baseline,
-                                        test_loss=loss, deleted=" ".join(map(str, deleted)), **meta))
-            seconds["delete-k"] = time.perf_counter() - t0
-
-        if "swap" in plan["studies"]:
-            # Veit et al. 2016 §4.3, Fig. 5b: random same-shape pairs swapped; error against Kendall's tau.
-            t0 = time.perf_counter()
-            draws_s = draw_swaps(n, plan["pairs"], swap_counts, draws, generator(2))
-            errors, losses = evaluator.evaluate([order_plan(o) for _, _, o, _ in draws_s], report("swap"))
-            for (count, d, order, tau), err, loss in zip(draws_s, errors, losses):
-                swap_rows.append(dict(run=run.name, swaps=count, draw=d, kendall_tau=tau, test_error=err,
-                                      baseline_error=baseline, test_loss=loss, order=" ".join(map(str, order)), **meta))
-            seconds["swap"] = time.perf_counter() - t0
-
-        info["runs"].append({
-            "run": run.name,
-            "checkpoint": str(run.checkpoint),
-            "model": run.model,
-            "residual": run.residual,
-            "stochastic_depth": run.config.get("stochastic_depth"),
-            "data": data_obj.name,
-            "test_images": evaluator.num_images,
-            "blocks": n,
-            "downsampling_blocks": [b.index for b in info_blocks if b.downsampling],
-            "studies": plan["studies"],
-            "skipped": plan["skipped"],
-            "max_k": plan["max_k"],
-            "baseline_error": baseline,
-            "baseline_loss": baseline_loss,
-            "batch_size": evaluator.batch_size,
-            "cached_positions": len(evaluator.cached_positions),
-            "cache_mb": round(evaluator.cache_bytes / 2**20, 1),
-            "seconds": {k: round(v, 3) for k, v in seconds.items()},
-            "total_seconds": round(sum(seconds.values()), 3),
-        })
-        del evaluator
-        write_outputs()
-
-    single, delete_k, swap = frames()
     from resx.plots import plot_lesion  # Veit et al. 2016 Fig. 3 and 5, drawn from the CSVs just written
 
     for figure in plot_lesion(out):
         files[figure.name] = figure
-    return LesionResult(out, single, delete_k, swap, info, files)
+    return LesionResult(out, *rows.frames(), info, files)
