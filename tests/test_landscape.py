@@ -22,7 +22,8 @@ from resx.config import TrainConfig
 from resx.data import load_dataset, normalize
 from resx.engine import load_model, train
 from resx.errors import ResxError
-from resx.plots.landscape import CSV_COLUMNS, bowl_ratio, local_convexity, surface_metrics
+from resx.plots.landscape import bowl_ratio, local_convexity, surface_metrics
+from resx.plugins.landscape import CSV_COLUMNS
 from resx.plugins.landscape import LandscapeSettings, landscape_command, landscape_stage, twin_pairs, twin_verdict
 from resx.studies.landscape import (
     Subset,
@@ -305,3 +306,22 @@ def test_cli_runs_and_refuses_bad_input_in_one_line(runs, tmp_path):
         assert result.exit_code != 0
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
+
+
+def test_fresh_batchnorm_net_gets_batches_of_two_or_more(tmp_path):
+    # --samples 8: the default batch (samples / 8) would be 1, which BN recalibration cannot use
+    result = run_landscape([], "mlp_res", init=True, data=TINY, dims=1, points=2, out=tmp_path / "o",
+                           **{**FAST, "samples": 8})
+    assert len(result.frame) == 2 and result.info["batch_size"] >= 2
+    for bad, message in ((dict(samples=8, batch_size=1), "--batch-size must be at least 2"),
+                         (dict(samples=1), "--samples must be at least 2")):
+        with pytest.raises(ResxError, match=message):
+            run_landscape([], "mlp_res", init=True, data=TINY, dims=1, points=2, out=tmp_path / "bad",
+                          **{**FAST, **bad})
+
+
+def test_cli_fresh_batchnorm_net_with_eight_samples(tmp_path):
+    result = CliRunner().invoke(_app(), ["landscape", "--model", "mlp_res", "--init", "--samples", "8", "--dims", "1",
+                                         "--points", "2", "--data", TINY, "--device", "cpu", "--out",
+                                         str(tmp_path / "o")])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from resx.models import BlockNet, ResidualBlock
+from resx.studies.path_window import effective_window
 from resx.studies.paths import (
     BLOCK_COLUMNS,
     DISTRIBUTION_COLUMNS,
@@ -21,7 +22,6 @@ from resx.studies.paths import (
     TOTAL_COLUMNS,
     PathBackward,
     analysis_mode,
-    effective_window,
     path_distribution,
     path_gradients,
     path_input_gradient,
@@ -161,12 +161,23 @@ def test_path_distribution_is_exact_and_stays_finite():
 
 
 def test_effective_window_on_hand_made_distributions():
-    assert effective_window([0.01, 0.02, 0.5, 0.3, 0.1, 0.05, 0.02], 0.9) == (2, 4)
-    assert effective_window([0, 0, 1, 0], 0.9) == (2, 2)
-    assert effective_window([0, 0.5, 0.5, 0], 1.0) == (1, 2)
-    assert effective_window([2, 2, 6], 0.5) == (2, 2)  # unnormalised input is fine
+    def window(shares, mass):  # path lengths 0..n-1, as the study's path_total_gradient.csv has them
+        return effective_window(range(len(shares)), shares, mass)[:2]
+
+    assert window([0.01, 0.02, 0.5, 0.3, 0.1, 0.05, 0.02], 0.9) == (2, 4)
+    assert window([0, 0, 1, 0], 0.9) == (2, 2)
+    assert window([0, 0.5, 0.5, 0], 1.0) == (1, 2)
+    assert window([2, 2, 6], 0.5) == (2, 2)  # unnormalised input is fine
     with pytest.raises(ValueError):
-        effective_window([0, 0], 0.9)
+        window([0, 0], 0.9)
+
+
+def test_one_effective_window_for_the_study_and_the_figures():
+    import resx.plots.paths as figures
+    from resx.studies import path_window, paths
+
+    assert figures.effective_window is paths.effective_window is path_window.effective_window
+    assert figures.distribution_centre is path_window.distribution_centre
 
 
 def test_total_gradient_is_binomial_times_mean():
@@ -268,6 +279,14 @@ def test_cli_with_trained_twins(trained_twins, tmp_path):
     assert alone.exit_code != 0 and "plain8 has no shortcuts" in alone.output and "Traceback" not in alone.output
 
 
+def test_the_same_run_twice_gets_a_numbered_label(trained_twins):
+    from resx.studies.paths import run_paths
+
+    twice = [trained_twins["resnet8"], trained_twins["resnet8"] / "checkpoint.pt"]
+    result = run_paths(twice, samples=2, batch_size=32, device="cpu", out=None)
+    assert list(dict.fromkeys(result.block_gradients["run"])) == ["resnet8", "resnet8-2", "resnet8-init", "plain8-init"]
+
+
 def test_every_residual_net_given_gets_its_pair_at_initialisation(trained_twins, tmp_path):
     """A trained deep net analysed beside trained twins of another depth: block gradients at init for both pairs,
     so each trained pair has its own init pair (Veit's 110 beside He's 56 twins in `make reproduce`)."""
@@ -284,3 +303,26 @@ def test_every_residual_net_given_gets_its_pair_at_initialisation(trained_twins,
     runs = set(pd.read_csv(out / "block_gradients.csv")["run"])
     assert {"preresnet14-init", "plain14-init", "resnet8-init", "plain8-init"} <= runs
     assert json.loads((out / "paths_info.json").read_text())["model"] == "preresnet14"
+
+
+def test_batchnorm_calibration_refuses_a_batch_of_one_in_one_line():
+    from resx.errors import ResxError
+    from resx.models import create_model
+    from resx.studies.common import calibrate_batchnorm
+
+    net = create_model("mlp_res", num_classes=10, in_channels=3, input_size=8, depth=4)
+    with pytest.raises(ResxError, match="batches of at least 2 images, got a batch of 1"):
+        calibrate_batchnorm(net, torch.randn(1, 3, 8, 8))
+    calibrate_batchnorm(net, torch.randn(5, 3, 8, 8), batch_size=2)  # the last single image joins the batch before
+    assert not net.training
+
+
+def test_cli_refuses_a_batch_of_one_before_the_earlier_study_goes(tmp_path):
+    out = tmp_path / "paths"
+    out.mkdir()
+    (out / "path_gradients.csv").write_text("k\n0\n")
+    result = cli("paths", "--model", "mlp_res", "--data", TINY, "--samples", "2", "--batch-size", "1", "--device",
+                 "cpu", "--out", str(out), "--overwrite")
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert "--batch-size must be at least 2" in result.output
+    assert (out / "path_gradients.csv").exists()

@@ -16,7 +16,7 @@ from torch import nn
 from resx.models import ResidualBlock, create_model
 from resx.models.blocks import PadShortcut, basic_branch, mlp_branch, preact_basic_branch
 from resx.models.linear import expected_gain
-from resx.plots.signal import JACOBIAN_COLUMNS, LAYER_COLUMNS
+from resx.plugins.signal import JACOBIAN_COLUMNS, LAYER_COLUMNS
 from resx.studies.signal import identity_distance, jacobian_spectrum, layer_signals, LinearisedMap, run_signal
 
 TINY = "synthetic:size=8,train=256,test=64"
@@ -252,3 +252,23 @@ def test_reproduce_stage_without_trained_twins(tmp_path, monkeypatch):
     assert runs == {"resnet8-init", "plain8-init"} and any("no trained run" in line for line in said)
     linear = json.loads((tmp_path / "repro" / "signal" / "linear" / "signal_info.json").read_text())["linear"]
     assert {row["run"] for row in linear} == {"linear_plain10-a0.5-init", "linear_res10-a0.5-init"}
+
+
+@pytest.mark.parametrize("args, option", [(("--batch-size", "1"), "--batch-size"), (("--samples", "1"), "--samples")])
+def test_batch_of_one_with_batchnorm_is_refused_before_the_earlier_study_goes(args, option, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    earlier = out / "signal_layers.csv"
+    earlier.write_text("run\nx\n")
+    result = cli("--model", "mlp_res", "--depths", "4", "--samples", "8", *args, "--device", "cpu", "--data", TINY,
+                 "--out", str(out), "--overwrite")
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert f"{option} must be at least 2" in result.output and len(result.output.strip().splitlines()) <= 3
+    assert earlier.exists()  # the check came first: the earlier study is still there
+
+
+def test_twins_and_labels_come_from_the_shared_helpers():
+    from resx.studies.signal import _fresh_entries
+
+    entries = _fresh_entries([("resnet8", {}), ("preresnet20", {})], {"resnet8-init"})
+    assert [e.run for e in entries] == ["resnet8-init-2", "plain8-init", "preresnet20-init", "plain20-init"]

@@ -28,13 +28,10 @@ from resx.plots import style
 from resx.plots.csvs import as_bool, read_csv
 
 CSV_NAME = "landscape.csv"
-INFO_NAME = "landscape_info.json"
 # The contract with users' scripts: these columns, in this order; extra columns follow them.
-CSV_COLUMNS = ("run", "residual", "dims", "x", "y", "train_loss", "train_error", "loss_se")
 EXTRA_COLUMNS = ("model", "point", "samples", "bn_recalibrate", "directions", "norm", "seconds")
 # What a figure needs (y and loss_se may be empty: y for 1D rows written by others, loss_se with one batch).
 REQUIRED_COLUMNS = ("run", "residual", "dims", "x", "train_loss", "train_error")
-FIGURE_STEMS = ("landscape_1d", "landscape_2d_contour", "landscape_2d_surface")
 # A local curvature smaller than this share of the surface's whole range (max - min loss) counts as flat, i.e.
 # convex: plateaus are weakly convex and must not be scored by the sign of rounding noise.
 CONVEX_TOLERANCE = 1e-3

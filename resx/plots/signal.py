@@ -23,22 +23,16 @@ import numpy as np
 import pandas as pd
 
 from resx.errors import ResxError
+from resx.plugins.signal import INFO_NAME, JACOBIAN_COLUMNS, LAYER_COLUMNS  # declared with the study
 from resx.plots import style
 from resx.plots.csvs import as_bool, read_csv
 
 # The CSVs' columns: users' scripts rely on these (extra columns follow them).
-LAYER_COLUMNS = ("run", "residual", "trained", "checkpoint", "layer", "kind", "activation_rms", "grad_input_rms",
-                 "grad_weight_rms")
 LAYER_EXTRA = ("model", "depth", "index", "block", "epoch", "final", "input_rms", "grad_output_rms", "init_scheme",
                "scale")
-JACOBIAN_COLUMNS = ("run", "residual", "trained", "block", "sigma_max", "sigma_min_est", "dist_identity")
 JACOBIAN_EXTRA = ("checkpoint", "model", "depth", "epoch", "final", "downsampling", "in_dim", "out_dim", "gram_side",
                   "examples", "lanczos_steps", "probes", "dist_exact", "init_scheme", "scale")
-FIGURES = ("signal_layers", "signal_blocks", "block_jacobians")
-INFO_NAME = "signal_info.json"
-# Every file the study writes (for --overwrite and the plug-in's outputs).
-FILE_PATTERNS = ("signal_layers.csv", "block_jacobians.csv", INFO_NAME,
-                 *(f"{stem}.{fmt}" for stem in FIGURES for fmt in style.FORMATS))
+# Every file the study writes is declared with it (resx.plugins.signal; --overwrite: resx.studies.guards).
 WEIGHTED_KINDS = ("conv", "linear")
 # read_csv checks these as numbers unless they are text; the text ones are checked for presence only.
 _LAYER_TEXT = ("checkpoint", "layer", "kind")

@@ -28,7 +28,8 @@ landscape_info.json and in the CSV's bn_recalibrate column).
 
 Speed: one model per run; its weights are written in place for each point (theta + x d1 + y d2 under no_grad,
 no new module), the subset lives on the device already normalised (channels_last for conv nets), batches are
-large, bf16 autocast where the device computes it natively (`precision_choice('auto', device)`), and the loss
+large, fp32 by default (bf16 autocast with `precision='bf16'` or 'auto': twice as fast on a CPU with native bf16,
+but its rounding of the logits adds roughness near a minimum, where neighbouring points differ little), and the loss
 sums stay on the device until one read-back per point. Cost: points x samples forward passes (twice that with
 BN recalibration); `say` gets the cost up front and an estimate from the measured first point (the centre).
 Evaluating several weight sets at once with torch.func.functional_call + vmap was measured on this project's
@@ -64,8 +65,10 @@ from torch import nn
 
 from resx.atomic import check_output_folder, write_csv_atomic, write_json_atomic
 from resx.errors import ResxError
-from resx.plots.landscape import CSV_COLUMNS, CSV_NAME, EXTRA_COLUMNS, INFO_NAME, surface_metrics
-from resx.studies import guards
+from resx.plots.landscape import CSV_NAME, EXTRA_COLUMNS, surface_metrics
+from resx.plugins.landscape import CSV_COLUMNS, INFO_NAME  # declared with the study
+from resx.labels import unique_label
+from resx.studies import common, guards
 
 DIMS = (1, 2)
 DIRECTIONS = ("random", "interpolate")
@@ -78,7 +81,6 @@ FLUSH_SECONDS = 5.0  # rewrite the CSV at most this often (and at the end)
 # an existing --out must have been computed with these settings to be resumed
 SETTINGS_KEYS = ("directions", "dims", "span", "points", "samples", "batch_size", "norm", "bn_recalibrate", "seed",
                  "precision", "data")
-FILE_PATTERNS = (CSV_NAME, INFO_NAME, "landscape_*.png", "landscape_*.pdf", "landscape_*.svg")
 LOCK_NAME = ".landscape.lock"
 
 ProgressFn = Callable[[str, int, int], None]  # (run name, points done in this shard, points in this shard)
@@ -292,17 +294,23 @@ class Subset:
 
 
 def subset_size(requested: int | None, available: int, batch_size: int | None, device: torch.device,
-                say: Callable[[str], None]) -> tuple[int, int]:
+                say: Callable[[str], None], min_batch: int = 1) -> tuple[int, int]:
     """(samples, batch size): the request (default 1024 on CPU, 8192 on CUDA) capped at the training set, and a
-    batch size that splits it into equal batches (default samples / 8, at most 256 on CPU, 2048 on CUDA); a
-    remainder that fills no batch is dropped, and `say` is told."""
+    batch size that splits it into equal batches (default samples / 8, at most 256 on CPU, 2048 on CUDA, at least
+    `min_batch`: 2 where BN statistics are recalibrated, which needs two images a batch); a remainder that fills no
+    batch is dropped, and `say` is told."""
     kind = "cuda" if device.type == "cuda" else "cpu"
     samples = requested if requested is not None else DEFAULT_SAMPLES[kind]
     if samples > available:
         say(f"landscape: --samples {samples} is more than the {available} training images; using all {available}")
         samples = available
+    why = "BatchNorm statistics are recalibrated on batches of the subset"
+    if samples < min_batch:
+        raise ResxError(f"--samples must be at least {min_batch} here, got {samples}: {why}")
+    if batch_size is not None and batch_size < min_batch:
+        raise ResxError(f"--batch-size must be at least {min_batch} here, got {batch_size}: {why}")
     if batch_size is None:
-        batch_size = max(1, min(MAX_DEFAULT_BATCH[kind], samples // BATCHES_PER_POINT))
+        batch_size = max(min_batch, min(MAX_DEFAULT_BATCH[kind], samples // BATCHES_PER_POINT))
     batch_size = min(batch_size, samples)
     used = (samples // batch_size) * batch_size
     if used != samples:
@@ -332,34 +340,14 @@ def training_subset(data: Any, samples: int, batch_size: int, seed: int, device:
     return Subset(batches, samples, batch_size, index)
 
 
-def _batchnorms(net: nn.Module) -> list[nn.Module]:
-    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@torch.no_grad()
 def recalibrate_batchnorm(net: nn.Module, subset: Subset, device: torch.device, precision: str) -> None:
-    """Recompute every BN's running statistics at the current weights: reset them, momentum None (a cumulative
-    average over the batches), forward the subset with BN in training mode (everything else, e.g. stochastic
-    depth, in eval mode), then back to eval. Nothing is learnt."""
+    """Recompute every BN's running statistics at the current weights on the subset's batches (under the study's
+    autocast): reset, a cumulative average over the batches in training mode, then eval; nothing is learnt
+    (resx.studies.common.calibrate_batchnorm)."""
     from resx.engine.device import autocast
 
-    norms = _batchnorms(net)
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    net.eval()
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    try:
-        for images, _ in subset.batches:
-            with autocast(device, precision):
-                net(images)
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        net.eval()
+    common.calibrate_batchnorm(net, [images for images, _ in subset.batches],
+                               context=lambda: autocast(device, precision))
 
 
 @dataclass
@@ -413,13 +401,9 @@ class Target:
 
 
 def fresh_net(model: str, options: dict, seed: int) -> nn.Module:
-    """A freshly initialised net seeded with `seed`, leaving the caller's global RNG alone (a residual net and its
-    plain twin get the same weights: same parameters built in the same order)."""
-    from resx.models import create_model
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return create_model(model, **options).eval()
+    """A freshly initialised net seeded with `seed`, in eval mode (resx.studies.common.fresh_net: the caller's RNG
+    untouched, a residual net and its plain twin get the same weights); a run's zero_init_residual is kept."""
+    return common.fresh_net(model, options, seed, keep=("zero_init_residual",))
 
 
 def _bn_rule(recalibrate: bool, forced: bool) -> str:
@@ -429,29 +413,21 @@ def _bn_rule(recalibrate: bool, forced: bool) -> str:
     return "recalibrated at every point (asked for)" if recalibrate else "eval mode, the trained running statistics"
 
 
-def _unique(name: str, taken: set[str]) -> str:
-    unique, i = name, 2
-    while unique in taken:
-        unique, i = f"{name}-{i}", i + 1
-    taken.add(unique)
-    return unique
-
-
 def _random_targets(loaded: list, model: str | None, init: bool, seed: int, bn_recalibrate: bool,
                     data_options: dict) -> list[Target]:
     taken: set[str] = set()
     if model:
         net = fresh_net(model, data_options, seed)
-        return [Target(_unique(f"{model}-init", taken), model, net, None, True, _bn_rule(True, True), False,
+        return [Target(unique_label(f"{model}-init", taken), model, net, None, True, _bn_rule(True, True), False,
                        f"fresh, seed {seed}")]
     targets = []
     for run in loaded:
         if init:
             net = fresh_net(run.model, dict(run.net.model_options), seed)
-            targets.append(Target(_unique(f"{run.name}-init", taken), run.model, net, None, True,
+            targets.append(Target(unique_label(f"{run.name}-init", taken), run.model, net, None, True,
                                   _bn_rule(True, True), False, f"fresh {run.model}, seed {seed}", str(run.checkpoint)))
         else:
-            targets.append(Target(_unique(run.name, taken), run.model, run.net, None, bn_recalibrate,
+            targets.append(Target(unique_label(run.name, taken), run.model, run.net, None, bn_recalibrate,
                                   _bn_rule(bn_recalibrate, False), True, _where(run.checkpoint), str(run.checkpoint)))
     return targets
 
@@ -486,20 +462,6 @@ def _interpolation_target(loaded: list, init: bool, seed: int, bn_recalibrate: b
     recalibrate = bn_recalibrate or forced
     return Target(name, run.model, run.net, None, recalibrate, _bn_rule(recalibrate, forced),
                   True, source, str(run.checkpoint), directions_from=start)
-
-
-def _check_data_fits(name: str, model: str, net: nn.Module, data: Any) -> None:
-    """The data must have the classes and channels the net was built for (and the size, for an MLP)."""
-    from resx.models import get_model_spec
-
-    options = getattr(net, "model_options", {}) or {}
-    wanted = {"num_classes": data.num_classes, "in_channels": data.channels}
-    if model and get_model_spec(model).family == "mlp":  # conv nets pool globally: any size works
-        wanted["input_size"] = data.image_size
-    for key, value in wanted.items():
-        if key in options and options[key] != value:
-            raise ResxError(f"run {name} ({model}) was built for {key.replace('_', ' ')} {options[key]}, but "
-                            f"--data {data.name} has {value}; give data of the same shape")
 
 
 def _dataset_spec(loaded: list, data: str | None, data_dir: Any) -> tuple[str, Any]:
@@ -550,7 +512,8 @@ def load_targets(runs: Sequence[str | Path], model: str | None, options: Landsca
     spec, root = _dataset_spec(loaded, data, data_dir)
     dataset = load_dataset(spec, root)
     for run in loaded:
-        _check_data_fits(run.name, run.model, run.net, dataset)
+        guards.check_data_fits(run.name, run.model, getattr(run.net, "model_options", None), dataset,
+                               what="measure the landscape of")
     if options.directions == "interpolate":
         targets = [_interpolation_target(loaded, init, options.seed, options.bn_recalibrate)]
     else:
@@ -608,9 +571,9 @@ class LandscapeStore:
         return self.out / INFO_NAME
 
     def earlier_files(self) -> list[Path]:
-        if not self.out.is_dir():
-            return []
-        return sorted({p for pattern in FILE_PATTERNS for p in self.out.glob(pattern) if p.is_file()})
+        """The files of an earlier landscape study in `out` (those the study declares, resx.plugins.landscape).
+        Not guards.check_study_folder: a study with the same settings is resumed, not refused."""
+        return guards.earlier_study(self.out, "landscape")
 
     def read_info(self) -> dict | None:
         try:
@@ -849,7 +812,7 @@ def run_landscape(
     force: bool = False,
     progress: ProgressFn | None = None,
     say: Callable[[str], None] = print,
-    precision: str = "auto",
+    precision: str = "fp32",
     plot: bool = True,
 ) -> LandscapeResult:
     """Measure loss surfaces (Li et al. 2018) and write landscape.csv, landscape_info.json and the figures to `out`.
@@ -866,7 +829,8 @@ def run_landscape(
     shard:       'I/N' or (I, N): only the points p with p % N == I - 1
     data:        dataset spec (default: the runs' own; cifar10 for `model`); `force` allows another one, and runs
                  that are not finished
-    precision:   auto (bf16 where the device computes it natively), fp32 or bf16
+    precision:   fp32 (default: bf16 rounding of the logits shows as roughness near a minimum), bf16, or auto (bf16
+                 where the device computes it natively)
     out:         an existing study there is resumed when its settings match (points done are skipped), refused
                  when they differ, replaced with `overwrite`
     progress:    progress(run name, points done, points of this shard) after each point
@@ -881,7 +845,9 @@ def run_landscape(
     dev = resolve_device(device)
     precision, why = precision_choice(precision, dev)
     targets, dataset = load_targets(runs, model, options, init, data, data_dir, force)
-    count, size = subset_size(options.samples, len(dataset.train_images), options.batch_size, dev, say)
+    recalibrated = any(t.recalibrate and common.has_batchnorm(t.net) for t in targets)
+    count, size = subset_size(options.samples, len(dataset.train_images), options.batch_size, dev, say,
+                              min_batch=common.MIN_BN_BATCH if recalibrated else 1)
     conv = any(wants_channels_last(t.net) for t in targets) and dataset.train_images.dim() == 4
     subset = training_subset(dataset, count, size, options.seed, dev, channels_last=conv)
     settings = _settings(options, subset, precision, dataset)

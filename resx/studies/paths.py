@@ -32,6 +32,10 @@ the per-example L2 norm of d(loss_i)/d(block input), same batch, same eval-mode 
 residual net and its plain twin at initialisation (same seed, same weights: the twins have the same
 parameters), and for every checkpoint given.
 
+Shared with the signal and landscape studies (one implementation each, in resx.studies.common, re-exported
+here): `analysis_mode`, `calibrate_batchnorm`, `analysis_batch`, the seeded fresh nets and the twins. The CSVs'
+columns are declared with the study (resx.plugins.paths).
+
 Outputs (tidy CSV, written atomically): path_distribution.csv (k, paths, fraction), path_gradients.csv
 (k, samples, grad_norm_mean, grad_norm_std), path_total_gradient.csv (k, total, fraction), block_gradients.csv
 (run, residual, trained, block, grad_norm), paths_info.json.
@@ -39,10 +43,9 @@ Outputs (tidy CSV, written atomically): path_distribution.csv (k, paths, fractio
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,19 +54,19 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from resx.errors import ResxError
-from resx.studies import guards
+from resx.labels import run_label, unique_label
 from resx.models.net import BlockNet
+from resx.stats import mean_std
+from resx.plugins.paths import BLOCK_COLUMNS, DISTRIBUTION_COLUMNS, GRADIENT_COLUMNS, TOTAL_COLUMNS  # declared with the study
+from resx.studies import guards
+from resx.studies.common import analysis_batch, analysis_mode, calibrate_batchnorm, fresh_net, precision, twin_of
 from resx.studies.gradient_gates import gated_blocks_forward
+from resx.studies.path_window import effective_window
 
 PathsProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
-DISTRIBUTION_COLUMNS = ("k", "paths", "fraction")
-GRADIENT_COLUMNS = ("k", "samples", "grad_norm_mean", "grad_norm_std")
-TOTAL_COLUMNS = ("k", "total", "fraction")
-BLOCK_COLUMNS = ("run", "residual", "trained", "block", "grad_norm")
 
 POST_ACTIVATION_NOTE = (
     "post-activation blocks (ReLU after the addition): the gradient gates sit before the addition and the ReLU's "
@@ -94,22 +97,6 @@ def log_binomial(n: int, k: int) -> float:
 
 
 # --- gradient per path length ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def analysis_mode(net: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients (the backward pass then computes input gradients only, about the
-    cost of a forward pass); both restored afterwards."""
-    was_training = net.training
-    flags = [p.requires_grad for p in net.parameters()]
-    net.eval()
-    net.requires_grad_(False)
-    try:
-        yield net
-    finally:
-        for p, flag in zip(net.parameters(), flags):
-            p.requires_grad_(flag)
-        net.train(was_training)
-
-
 def random_branch_masks(ks: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """[n, B] float masks: column b has exactly ks[b] ones, at a uniformly random k-subset of the n blocks
     (the ranks of n uniform draws are a uniform permutation; the first k of it is a uniform k-subset)."""
@@ -232,7 +219,7 @@ def path_gradients(
                     progress("path gradients", done, total_passes)
             del backward
     frame = pd.DataFrame({"k": torch.cat(measured_k).numpy(), "grad_norm": torch.cat(measured_norm).numpy()})
-    stats = frame.groupby("k")["grad_norm"].agg(["count", "mean", "std"]).reindex(range(n + 1))
+    stats = mean_std(frame, "k", "grad_norm").reindex(range(n + 1))
     return pd.DataFrame({
         "k": np.arange(n + 1),
         "samples": stats["count"].fillna(0).astype("int64").to_numpy(),
@@ -259,54 +246,7 @@ def total_gradient(gradients: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"k": ks, "total": total, "fraction": fraction})
 
 
-def effective_window(fractions: Sequence[float] | np.ndarray, fraction: float = 0.9) -> tuple[int, int]:
-    """The shortest contiguous range of path lengths [lo, hi] holding at least `fraction` of the total
-    (Veit et al. 2016 §5: "5 to 17 blocks" for ResNet-110). `fractions[k]` is the share at length k (need not be
-    normalised). Ties go to the range holding more, then to the shorter paths."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    values = np.clip(np.asarray(fractions, dtype=np.float64), 0.0, None)
-    if values.sum() <= 0:
-        raise ValueError("the distribution is all zero")
-    cumulative = np.concatenate([[0.0], np.cumsum(values / values.sum())])
-    need = fraction - 1e-12  # float slack so that fraction = 1 accepts the whole range
-    best: tuple[int, float, int, int] | None = None
-    for lo in range(len(values)):
-        end = int(np.searchsorted(cumulative, cumulative[lo] + need, side="left"))  # first end with mass >= need
-        if end > len(values):
-            break
-        end = max(end, lo + 1)
-        key = (end - lo, -(cumulative[end] - cumulative[lo]), lo, end - 1)
-        if best is None or key < best:
-            best = key
-    assert best is not None
-    return best[2], best[3]
-
-
 # --- gradient per block ------------------------------------------------------------------------------------------
-def calibrate_batchnorm(net: nn.Module, images: torch.Tensor, batch_size: int = 500) -> None:
-    """Replace the BN running statistics by those of `images` (cumulative average over chunks), learning
-    nothing else. For a fresh net, whose statistics (0, 1) describe no data; see the module docstring."""
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    was_training = net.training
-    net.eval()  # stochastic depth and everything else as at test time ...
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the chunks
-        m.train()  # ... but BN normalises with the batch's statistics and records them
-    try:
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                net(images[start:start + batch_size])
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        net.train(was_training)
-
-
 def block_gradient_norms(
     net: BlockNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int | None = None
 ) -> list[float]:
@@ -353,70 +293,176 @@ class _Net:
     net: BlockNet
     trained: bool
     source: str
+    checkpoint: dict = field(default_factory=dict)  # what a trained net was loaded from (empty for a fresh one)
+
+    @property
+    def own_options(self) -> dict:
+        """The checkpoint's model options other than the data's (classes, channels, size)."""
+        from resx.models.registry import DATA_OPTIONS
+
+        return {k: v for k, v in self.checkpoint["model_options"].items() if k not in DATA_OPTIONS}
 
 
-@contextlib.contextmanager
-def _precision(device: torch.device, tf32: bool) -> Iterator[None]:
-    """TF32 (10-bit mantissa, fp32 range) or strict fp32 on CUDA, restored afterwards; never bf16 (see
-    `path_gradients`)."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+# --- the steps of the study ------------------------------------------------------------------------------------
+def check_paths_options(checkpoints: Sequence[str | Path], model: str | None, samples: int,
+                        batch_size: int | None) -> None:
+    if samples < 1:
+        raise ResxError(f"--samples must be at least 1, got {samples}")
+    if batch_size is not None and batch_size < 1:
+        raise ResxError(f"--batch-size must be at least 1, got {batch_size}")
+    if not checkpoints and not model:
+        raise ResxError("give a run folder or checkpoint to analyse, or --model NAME for a freshly initialised net")
+    if checkpoints and model:
+        raise ResxError("give checkpoints or --model, not both (use --init to analyse a checkpoint's model at initialisation)")
 
 
-def _run_label(path: Path, ckpt: dict, taken: set[str]) -> str:
-    path = Path(path)
-    label = path.name if path.is_dir() else (path.parent.name if path.stem == "checkpoint" else path.stem)
-    label = label or ckpt.get("model_name", "run")
-    unique, i = label, 2
-    while unique in taken:
-        unique, i = f"{label}#{i}", i + 1
-    taken.add(unique)
-    return unique
+def load_trained_nets(checkpoints: Sequence[str | Path], data: str | None, force: bool, taken: set[str]) -> list[_Net]:
+    """Each checkpoint read, checked (finished, trained on `data`: see guards.check_run) and loaded; labelled after
+    its run folder (resx.labels), each label added to `taken`."""
+    from resx.engine import load_model, read_checkpoint
+
+    nets = []
+    for path in checkpoints:
+        ckpt = read_checkpoint(path)
+        guards.check_run(str(path), path, (ckpt.get("config") or {}).get("data"), data, force=force, what="analyse")
+        net, ckpt = load_model(ckpt)
+        label = unique_label(run_label(path, fallback=ckpt.get("model_name") or "run"), taken)
+        nets.append(_Net(label, net, True, str(path), ckpt))
+    return nets
 
 
-def _fresh_net(name: str, options: dict, seed: int) -> BlockNet:
-    """A seeded fresh net, without touching the caller's global RNG. The same seed gives a residual net and its
-    plain twin the same weights (same parameters, built in the same order)."""
-    from resx.models import create_model, get_model_spec
-    from resx.models.registry import DATA_OPTIONS
+def analysed_model(loaded: Sequence[_Net], model: str | None, data: str | None,
+                   data_dir: str | Path | None) -> tuple[str, dict, str, str | Path | None]:
+    """(model name, its own options, dataset, data folder) of the analysed net: `model`, or the first residual
+    net given; the dataset is `data`, else that net's, else cifar10."""
+    if model:
+        from resx.models import get_model_spec
 
-    spec = get_model_spec(name)
-    allowed = set(DATA_OPTIONS) | set(spec.options)
-    opts = {k: v for k, v in options.items() if k in allowed and v is not None}
-    if not spec.residual:
-        opts.pop("stochastic_depth", None)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return create_model(name, **opts)
-
-
-def _twin(name: str) -> str | None:
-    from resx.models import get_model_spec, twin_name
-
-    try:
-        return twin_name(name)
-    except ResxError:
-        spec = get_model_spec(name)
-        if spec.family == "preact" and spec.depth and (spec.depth - 2) % 6 == 0:
-            return f"plain{spec.depth}"  # no exact twin (pre-activation); the basic-block plain net of that depth
-        return None
+        spec = get_model_spec(model)  # unknown names: one-line error before any data is loaded
+        if not spec.residual:
+            raise ResxError(f"{model} has no shortcuts: the path analysis needs a residual net")
+        return model, {}, data or "cifar10", data_dir
+    residual = [entry for entry in loaded if entry.net.residual]
+    if not residual:
+        raise ResxError(f"{loaded[0].net.model_name} has no shortcuts: the path analysis needs a residual net")
+    primary = residual[0]
+    config = primary.checkpoint.get("config", {})
+    return (primary.checkpoint["model_name"], primary.own_options, data or config.get("data") or "cifar10",
+            data_dir or config.get("data_dir"))
 
 
-def _check_data(label: str, ckpt: dict, data_options: dict) -> None:
-    stored = ckpt.get("model_options", {})
-    for key, value in data_options.items():
-        if key in stored and stored[key] != value:
-            raise ResxError(
-                f"{label} was trained on data with {key}={stored[key]}, but the analysed data has {key}={value}; "
-                "give nets trained on one dataset (or --data matching them)"
-            )
+def fresh_pairs(name: str, own_options: dict, loaded: Sequence[_Net]) -> list[tuple[str, dict]]:
+    """The nets to build at initialisation: the analysed model and its plain twin, then each other residual net
+    given and its twin (e.g. ResNet-56 and plain-56 beside a trained 110): every trained pair gets its pair at
+    init. Each (name, depth) once: an MLP's depth is an option, not in its name."""
+    wanted: list[tuple[str, dict]] = [(name, own_options)]
+    wanted += [(entry.checkpoint["model_name"], entry.own_options) for entry in loaded if entry.net.residual]
+    pairs: list[tuple[str, dict]] = []
+    planned: set[tuple[str, Any]] = set()
+    for base_name, options in wanted:
+        for fresh_name in (base_name, twin_of(base_name)):
+            if fresh_name is not None and (fresh_name, options.get("depth")) not in planned:
+                planned.add((fresh_name, options.get("depth")))
+                pairs.append((fresh_name, options))
+    return pairs
+
+
+def check_batchnorm_batch(pairs: Sequence[tuple[str, dict]], batch_images: int) -> None:
+    """The fresh nets' BN statistics are estimated on the batch (`calibrate_batchnorm`): it needs 2 images or more
+    where a net has BatchNorm."""
+    from resx.studies.common import MIN_BN_BATCH, model_has_batchnorm
+
+    with_bn = [fresh_name for fresh_name, _ in pairs if model_has_batchnorm(fresh_name)]
+    if with_bn and batch_images < MIN_BN_BATCH:
+        raise ResxError(f"--batch-size must be at least {MIN_BN_BATCH} for {with_bn[0]} (got {batch_images} images): "
+                        "the BatchNorm statistics of its fresh net are estimated on the batch")
+
+
+def build_fresh_nets(pairs: Sequence[tuple[str, dict]], data_options: dict, seed: int, images: torch.Tensor,
+                     batch_size: int, taken: set[str], device: torch.device) -> list[_Net]:
+    """Each of `pairs` freshly initialised with `seed`, its BN statistics those of `images` (see
+    `calibrate_batchnorm`), labelled NAME-init."""
+    fresh = []
+    for fresh_name, options in pairs:
+        net = fresh_net(fresh_name, {**options, **data_options}, seed).to(device)
+        calibrate_batchnorm(net, images, batch_size)
+        fresh.append(_Net(unique_label(f"{fresh_name}-init", taken), net, False, f"fresh, seed {seed}"))
+    return fresh
+
+
+def timed_path_gradients(net: BlockNet, images: torch.Tensor, labels: torch.Tensor, samples: int,
+                         generator: torch.Generator, batch_size: int, device: torch.device,
+                         progress: PathsProgress | None) -> tuple[pd.DataFrame, float]:
+    """`path_gradients`, and the seconds it took (the device synchronised before and after)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    gradients = path_gradients(net, images, labels, samples, generator, batch_size, device, progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return gradients, time.perf_counter() - t0
+
+
+def block_gradients(nets: Sequence[_Net], images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                    progress: PathsProgress | None) -> pd.DataFrame:
+    """block_gradients.csv: every net's gradient norm at each block (`block_gradient_norms`)."""
+    rows = []
+    for i, entry in enumerate(nets):
+        norms = block_gradient_norms(entry.net, images, labels, batch_size)
+        rows += [dict(run=entry.label, residual=entry.net.residual, trained=entry.trained, block=b, grad_norm=g)
+                 for b, g in enumerate(norms)]
+        if progress:
+            progress("block gradients", i + 1, len(nets))
+    return pd.DataFrame(rows, columns=list(BLOCK_COLUMNS))
+
+
+def first_last_ratios(blocks: pd.DataFrame) -> dict[str, float]:
+    """Per net: the gradient norm at its first block over that at its last (inf when the last is 0)."""
+    ratios = {}
+    for label, group in blocks.groupby("run", sort=False):
+        g = group.sort_values("block")["grad_norm"].to_numpy()
+        ratios[label] = float(g[0] / g[-1]) if g[-1] > 0 else float("inf")
+    return ratios
+
+
+def paths_info(*, model: str, analysed: _Net, nets: Sequence[_Net], data: str, seed: int, samples: int,
+               batch_images: int, window: float, total: pd.DataFrame, distribution: pd.DataFrame,
+               ratios: dict[str, float], path_seconds: float, device: torch.device, tf32: bool) -> dict[str, Any]:
+    """paths_info.json (its `seconds` is filled in at the end)."""
+    n = int(distribution["k"].max())
+    lo, hi, _ = effective_window(total["k"], total["fraction"], window)
+    post_activation = any(b.post_activation for b in analysed.net.blocks)
+    return {
+        "model": model,
+        "source": analysed.source,
+        "trained": analysed.trained,
+        "blocks": n,
+        "data": data,
+        "seed": seed,
+        "samples": samples,
+        "batch_size": batch_images,
+        "window_fraction": window,
+        "window": [lo, hi],
+        "window_gradient_fraction": float(total["fraction"].iloc[lo:hi + 1].sum()),
+        "window_paths_fraction": float(distribution["fraction"].iloc[lo:hi + 1].sum()),
+        "centre": n / 2,
+        "mode": n // 2,
+        "gradient_peak_k": int(total["fraction"].idxmax()),
+        "first_last_block_gradient_ratio": ratios,
+        "seconds_path_gradients": round(path_seconds, 3),
+        "seconds": None,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": ("tf32" if tf32 else "fp32") if device.type == "cuda" else "fp32",
+        "post_activation": post_activation,
+        "note": POST_ACTIVATION_NOTE if post_activation else PRE_ACTIVATION_NOTE,
+        "grad_norm": "L2 norm of one example's gradient of its own cross-entropy; path gradients at the first "
+                     "block's input (stem output); block gradients at each block's input, mean over the batch",
+        "batchnorm": "eval mode; " + ("running statistics from training" if analysed.trained else
+                                       "statistics of the analysed batch (fresh net, nothing learnt)"),
+        "nets": [dict(run=e.label, model=e.net.model_name, residual=e.net.residual, trained=e.trained, source=e.source)
+                 for e in nets],
+    }
 
 
 def run_paths(
@@ -449,159 +495,46 @@ def run_paths(
     (its files removed first) with `overwrite`, refused without it (the CLI's default). Runs that are not finished,
     or `data` other than a run's own, are refused unless `force`.
     """
-    from resx.data import load_dataset, normalize
-    from resx.engine import load_model, read_checkpoint, resolve_device
-    from resx.models.registry import DATA_OPTIONS
+    from resx.data import load_dataset
+    from resx.engine import resolve_device
 
     started = time.perf_counter()
-    if samples < 1:
-        raise ResxError(f"--samples must be at least 1, got {samples}")
-    if batch_size is not None and batch_size < 1:
-        raise ResxError(f"--batch-size must be at least 1, got {batch_size}")
-    if not checkpoints and not model:
-        raise ResxError("give a run folder or checkpoint to analyse, or --model NAME for a freshly initialised net")
-    if checkpoints and model:
-        raise ResxError("give checkpoints or --model, not both (use --init to analyse a checkpoint's model at initialisation)")
+    check_paths_options(checkpoints, model, samples, batch_size)
     seed = 0 if seed is None else seed
     dev = resolve_device(device)
     batch_size = batch_size or (500 if dev.type == "cuda" else 128)
 
-    # --- the nets -----------------------------------------------------------------------------------------
-    loaded: list[tuple[_Net, dict]] = []
-    taken: set[str] = set()
-    for path in checkpoints:
-        ckpt = read_checkpoint(path)
-        guards.check_run(str(path), path, (ckpt.get("config") or {}).get("data"), data, force=force, what="analyse")
-        net, ckpt = load_model(ckpt)
-        loaded.append((_Net(_run_label(Path(path), ckpt, taken), net, True, str(path)), ckpt))
-    if model:
-        from resx.models import get_model_spec
-
-        spec = get_model_spec(model)  # unknown names: one-line error before any data is loaded
-        if not spec.residual:
-            raise ResxError(f"{model} has no shortcuts: the path analysis needs a residual net")
-        name, own_options, data = model, {}, data or "cifar10"
-    else:
-        residual = [(n, c) for n, c in loaded if n.net.residual]
-        if not residual:
-            first = loaded[0][0].net.model_name
-            raise ResxError(f"{first} has no shortcuts: the path analysis needs a residual net")
-        primary, primary_ckpt = residual[0]
-        name = primary_ckpt["model_name"]
-        own_options = {k: v for k, v in primary_ckpt["model_options"].items() if k not in DATA_OPTIONS}
-        config = primary_ckpt.get("config", {})
-        data = data or config.get("data") or "cifar10"
-        data_dir = data_dir or config.get("data_dir")
-
+    taken: set[str] = set()  # the nets' labels
+    loaded = load_trained_nets(checkpoints, data, force, taken)
+    name, own_options, data, data_dir = analysed_model(loaded, model, data, data_dir)
     earlier = guards.check_study_folder(out, "paths", overwrite) if out is not None else []
-
-    # --- the batch ------------------------------------------------------------------------------------------
     dataset = load_dataset(data, data_dir)
-    data_options = dataset.model_options
-    for net_entry, ckpt in loaded:
-        _check_data(net_entry.label, ckpt, data_options)
+    for entry in loaded:
+        guards.check_data_fits(entry.label, entry.checkpoint.get("model_name", ""),
+                               entry.checkpoint.get("model_options"), dataset, what="analyse")
+    pairs = fresh_pairs(name, own_options, loaded)
+    check_batchnorm_batch(pairs, min(batch_size, len(dataset.train_images)))
     guards.remove_files(earlier)  # every check passed: the earlier study goes
-    generator = torch.Generator().manual_seed(seed)
-    count = min(batch_size, len(dataset.train_images))
-    index = torch.randperm(len(dataset.train_images), generator=generator)[:count]
-    mean = torch.tensor(dataset.mean, device=dev).view(1, -1, 1, 1)
-    std = torch.tensor(dataset.std, device=dev).view(1, -1, 1, 1)
-    images = normalize(dataset.train_images[index].to(dev), mean, std)
-    labels = dataset.train_labels[index].to(dev)
+    generator = torch.Generator().manual_seed(seed)  # the batch, then the path draws
+    images, labels = analysis_batch(dataset, batch_size, generator, dev)
 
-    with _precision(dev, tf32):  # BN calibration, path and block gradients: TF32 or strict fp32, never bf16
-        # --- the fresh nets, at initialisation: the analysed model and its plain twin, then each other residual net
-        # given and its twin (e.g. ResNet-56 and plain-56 beside a trained 110): every trained pair gets its pair at init.
-        wanted: list[tuple[str, dict]] = [(name, own_options)]
-        wanted += [(ckpt["model_name"], {k: v for k, v in ckpt["model_options"].items() if k not in DATA_OPTIONS})
-                   for entry, ckpt in loaded if entry.net.residual]
-        pairs: list[tuple[str, dict]] = []
-        planned: set[tuple[str, Any]] = set()  # (name, depth): an MLP's depth is an option, not in its name
-        for base_name, options in wanted:
-            for fresh_name in (base_name, _twin(base_name)):
-                if fresh_name is not None and (fresh_name, options.get("depth")) not in planned:
-                    planned.add((fresh_name, options.get("depth")))
-                    pairs.append((fresh_name, options))
-        fresh: list[_Net] = []
-        for fresh_name, options in pairs:
-            net = _fresh_net(fresh_name, {**options, **data_options}, seed).to(dev)
-            calibrate_batchnorm(net, images, batch_size)
-            label = f"{fresh_name}-init"
-            while label in taken:
-                label += "'"
-            taken.add(label)
-            fresh.append(_Net(label, net, False, f"fresh, seed {seed}"))
-        for entry, _ in loaded:
+    with precision(dev, tf32):  # BN calibration, path and block gradients: TF32 or strict fp32, never bf16
+        fresh = build_fresh_nets(pairs, dataset.model_options, seed, images, batch_size, taken, dev)
+        for entry in loaded:
             entry.net.to(dev)
+        analysed = fresh[0] if model or init else next(entry for entry in loaded if entry.net.residual)
+        check_residual(analysed.net)
+        gradients, path_seconds = timed_path_gradients(analysed.net, images, labels, samples, generator, batch_size,
+                                                       dev, progress)
+        nets = [*loaded, *fresh]
+        blocks = block_gradients(nets, images, labels, batch_size, progress)
 
-        if model or init:
-            analysed = fresh[0]
-        else:
-            analysed = next(entry for entry, _ in loaded if entry.net.residual)
-        net = analysed.net
-        check_residual(net)
-        n = len(net.blocks)
-        post_activation = any(b.post_activation for b in net.blocks)
-
-        # --- gradient per path length ----------------------------------------------------------------------------
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        gradients = path_gradients(net, images, labels, samples, generator, batch_size, dev, progress)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        path_seconds = time.perf_counter() - t0
-
-        # --- gradient per block -------------------------------------------------------------------------------------
-        rows = []
-        nets = [entry for entry, _ in loaded] + fresh
-        for i, entry in enumerate(nets):
-            norms = block_gradient_norms(entry.net, images, labels, batch_size)
-            rows += [dict(run=entry.label, residual=entry.net.residual, trained=entry.trained, block=b, grad_norm=g)
-                     for b, g in enumerate(norms)]
-            if progress:
-                progress("block gradients", i + 1, len(nets))
-    blocks = pd.DataFrame(rows, columns=list(BLOCK_COLUMNS))
-
-    distribution = path_distribution(n)
-    total = total_gradient(gradients)
-    lo, hi = effective_window(total["fraction"].to_numpy(), window)
-    ratios = {}
-    for label, group in blocks.groupby("run", sort=False):
-        g = group.sort_values("block")["grad_norm"].to_numpy()
-        ratios[label] = float(g[0] / g[-1]) if g[-1] > 0 else float("inf")
-
-    info = {
-        "model": name,
-        "source": analysed.source,
-        "trained": analysed.trained,
-        "blocks": n,
-        "data": data,
-        "seed": seed,
-        "samples": samples,
-        "batch_size": count,
-        "window_fraction": window,
-        "window": [lo, hi],
-        "window_gradient_fraction": float(total["fraction"].iloc[lo:hi + 1].sum()),
-        "window_paths_fraction": float(distribution["fraction"].iloc[lo:hi + 1].sum()),
-        "centre": n / 2,
-        "mode": n // 2,
-        "gradient_peak_k": int(total["fraction"].idxmax()),
-        "first_last_block_gradient_ratio": ratios,
-        "seconds_path_gradients": round(path_seconds, 3),
-        "seconds": None,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "precision": ("tf32" if tf32 else "fp32") if dev.type == "cuda" else "fp32",
-        "post_activation": post_activation,
-        "note": POST_ACTIVATION_NOTE if post_activation else PRE_ACTIVATION_NOTE,
-        "grad_norm": "L2 norm of one example's gradient of its own cross-entropy; path gradients at the first "
-                     "block's input (stem output); block gradients at each block's input, mean over the batch",
-        "batchnorm": "eval mode; " + ("running statistics from training" if analysed.trained else
-                                       "statistics of the analysed batch (fresh net, nothing learnt)"),
-        "nets": [dict(run=e.label, model=e.net.model_name, residual=e.net.residual, trained=e.trained, source=e.source)
-                 for e in nets],
-    }
+    n = len(analysed.net.blocks)
+    distribution, total = path_distribution(n), total_gradient(gradients)
+    ratios = first_last_ratios(blocks)
+    info = paths_info(model=name, analysed=analysed, nets=nets, data=data, seed=seed, samples=samples,
+                      batch_images=len(images), window=window, total=total, distribution=distribution, ratios=ratios,
+                      path_seconds=path_seconds, device=dev, tf32=tf32)
     result = PathsResult(name, n, distribution, gradients, total, blocks, info, None, ratios)
     info["seconds"] = round(time.perf_counter() - started, 3)
     if out is not None:

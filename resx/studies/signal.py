@@ -59,6 +59,10 @@ Decisions:
   * A run folder: its checkpoint.pt (the trained net), and every checkpoint it saved on the way,
     RUN/checkpoints/*.pt or RUN/checkpoint-epoch*.pt, in epoch order (one of the same epoch as checkpoint.pt skipped).
 
+Shared with the paths and landscape studies (one implementation each, resx.studies.common): the seeded fresh nets,
+the twins, the BN calibration, the eval-mode measuring context, the strict-fp32 context and the training batch;
+the --out check is resx.studies.guards' with the files the study declares (resx.plugins.signal).
+
 Outputs (tidy CSV, written atomically): signal_layers.csv (run, residual, trained, checkpoint, layer, kind,
 activation_rms, grad_input_rms, grad_weight_rms, then model, depth, index, block, epoch, final, input_rms,
 grad_output_rms, init_scheme, scale), block_jacobians.csv (run, residual, trained, block, sigma_max, sigma_min_est,
@@ -68,13 +72,12 @@ resx/plots/signal.py.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,10 +89,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from resx.errors import ResxError
+from resx.labels import run_label, unique_label
 from resx.models.net import BlockNet
-from resx.plots.signal import FILE_PATTERNS, INFO_NAME, JACOBIAN_COLUMNS, JACOBIAN_EXTRA, LAYER_COLUMNS, LAYER_EXTRA
+from resx.plots.signal import JACOBIAN_EXTRA, LAYER_EXTRA
+from resx.plugins.signal import INFO_NAME, JACOBIAN_COLUMNS, LAYER_COLUMNS  # declared with the study
 from resx.studies import guards
-from resx.studies.paths import analysis_mode, calibrate_batchnorm
+from resx.studies.common import (MIN_BN_BATCH, analysis_batch, analysis_mode, calibrate_batchnorm, fresh_net,
+                                 model_has_batchnorm, precision, twin_of)
 
 SignalProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -156,21 +162,6 @@ class _Sums:
         return math.sqrt(self.squares[what] / count) if count else float("nan")
 
 
-@contextlib.contextmanager
-def _measuring(net: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode (see the module docstring) with weight gradients on; both restored afterwards."""
-    was_training = net.training
-    flags = [p.requires_grad for p in net.parameters()]
-    net.eval()
-    net.requires_grad_(True)
-    try:
-        yield net
-    finally:
-        for p, flag in zip(net.parameters(), flags):
-            p.requires_grad_(flag)
-        net.train(was_training)
-
-
 def _chunk_gradients(net: BlockNet, layers: list[_Layer], x: torch.Tensor, y: torch.Tensor, total: int,
                      sums: list[_Sums]) -> None:
     """Forward one chunk with hooks on every layer, backward the chunk's share of the mean cross-entropy, and add
@@ -215,7 +206,7 @@ def layer_signals(net: BlockNet, images: torch.Tensor, labels: torch.Tensor, bat
     layers = signal_layers(net)
     sums = [_Sums() for _ in layers]
     batch_size = batch_size or len(images)
-    with _measuring(net):
+    with analysis_mode(net, requires_grad=True):  # weight gradients on
         for start in range(0, len(images), batch_size):
             _chunk_gradients(net, layers, images[start:start + batch_size], labels[start:start + batch_size],
                              len(images), sums)
@@ -427,20 +418,6 @@ def models_for_depths(model: str, depths: Sequence[int] | None) -> list[tuple[st
     return [(model, {"depth": d}) for d in depths]
 
 
-def twin_of(name: str) -> str | None:
-    """The plain twin of a residual net and vice versa (pre-activation nets: the basic-block plain net of that
-    depth, the nearest there is; none for the pre-activation bottleneck nets)."""
-    from resx.models import get_model_spec, twin_name
-
-    try:
-        return twin_name(name)
-    except ResxError:
-        spec = get_model_spec(name)
-        if spec.family == "preact" and spec.depth and (spec.depth - 2) % 6 == 0:
-            return f"plain{spec.depth}"
-        return None
-
-
 def _fresh_label(name: str, options: dict) -> str:
     label = name
     if "depth" in options:
@@ -472,15 +449,6 @@ def run_checkpoints(path: Path) -> list[Path]:
     return sorted(saved - {final}, key=order) + [final]
 
 
-def _run_label(path: Path, taken: set[str]) -> str:
-    label = path.name if path.is_dir() else (path.parent.name if path.stem == "checkpoint" else path.stem)
-    unique, i = label or "run", 2
-    while unique in taken:
-        unique, i = f"{label}#{i}", i + 1
-    taken.add(unique)
-    return unique
-
-
 def _trained_entries(runs: Sequence[str | Path], data: str | None, force: bool) -> list[_Entry]:
     """Every checkpoint of every run given, each read and checked (finished, same dataset) before anything runs."""
     from resx.engine import read_checkpoint
@@ -491,7 +459,7 @@ def _trained_entries(runs: Sequence[str | Path], data: str | None, force: bool) 
     for run in runs:
         run = Path(run)
         files = run_checkpoints(run)
-        label = _run_label(run, taken)
+        label = unique_label(run_label(run), taken)
         folder = run if run.is_dir() else run.parent
         final_ckpt = read_checkpoint(files[-1])
         guards.check_run(str(run), run, (final_ckpt.get("config") or {}).get("data"), data, force=force,
@@ -521,10 +489,7 @@ def _fresh_entries(bases: Sequence[tuple[str, dict]], taken: set[str]) -> list[_
             if key in planned:
                 continue
             planned.add(key)
-            label = _fresh_label(fresh, options)
-            while label in taken:
-                label += "'"
-            taken.add(label)
+            label = unique_label(_fresh_label(fresh, options), taken)
             entries.append(_Entry(label, fresh, dict(options), False, "init", True, 0))
     return entries
 
@@ -558,15 +523,9 @@ class _Batch:
 
 
 def _dataset_batch(dataset, samples: int, seed: int, device: torch.device) -> _Batch:
-    from resx.data import normalize
-
-    generator = torch.Generator().manual_seed(seed)
-    count = min(samples, len(dataset.train_images))
-    index = torch.randperm(len(dataset.train_images), generator=generator)[:count]
-    mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
-    images = normalize(dataset.train_images[index].to(device), mean, std)
-    return _Batch(images, dataset.train_labels[index].to(device), f"{count} un-augmented training images of {dataset.name}")
+    """`samples` un-augmented training images drawn with `seed` (resx.studies.common.analysis_batch)."""
+    images, labels = analysis_batch(dataset, samples, torch.Generator().manual_seed(seed), device)
+    return _Batch(images, labels, f"{len(images)} un-augmented training images of {dataset.name}")
 
 
 def gaussian_batch(width: int, samples: int, seed: int, device: torch.device, classes: int = GAUSSIAN_CLASSES) -> _Batch:
@@ -579,35 +538,16 @@ def gaussian_batch(width: int, samples: int, seed: int, device: torch.device, cl
 
 # --- one net ------------------------------------------------------------------------------------------------------------
 def _build(entry: _Entry, data_options: dict, seed: int) -> BlockNet:
-    """The trained net from its checkpoint, or a seeded fresh one (the caller's RNG untouched; the same seed gives
-    twins the same weights where they share parameters)."""
+    """The trained net from its checkpoint, or a seeded fresh one (resx.studies.common.fresh_net: the caller's RNG
+    untouched, the same seed gives twins the same weights where they share parameters; deep linear nets built in
+    float64, so that W = (a/l) I is a/l to 1e-16, not to fp32's 1e-8)."""
     from resx.engine import load_model
-    from resx.models import create_model, get_model_spec
-    from resx.models.registry import DATA_OPTIONS
 
     if entry.ckpt is not None:
         net, _ = load_model(entry.ckpt)
         return net
-    spec = get_model_spec(entry.name)
-    allowed = set(DATA_OPTIONS) | set(spec.options)
-    options = {k: v for k, v in {**entry.options, **data_options}.items() if k in allowed and v is not None}
-    with torch.random.fork_rng(devices=[]), _default_dtype(torch.float64 if spec.family == "linear" else None):
-        torch.manual_seed(seed)
-        return create_model(entry.name, **options)
-
-
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
-    """Build a deep linear net in float64 from the start, so that W = (a/l) I is a/l to 1e-16, not to fp32's 1e-8."""
-    if dtype is None:
-        yield
-        return
-    saved = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(saved)
+    dtype = torch.float64 if _is_linear(entry.name) else None
+    return fresh_net(entry.name, {**entry.options, **data_options}, seed, dtype=dtype)
 
 
 def _is_linear(name: str) -> bool:
@@ -722,13 +662,16 @@ def _check_settings(samples: int, batch_size: int | None, jacobian_examples: int
             raise ResxError(f"{option} must be an integer of at least {low}, got {value}")
 
 
-def earlier_signal_study(out: Path, overwrite: bool) -> list[Path]:
-    """The files of an earlier signal study in `out`; refused unless `overwrite` (removed once every check passed)."""
-    found = sorted({p for pattern in FILE_PATTERNS for p in Path(out).glob(pattern) if p.is_file()}) if Path(out).is_dir() else []
-    if found and not overwrite:
-        names = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
-        raise ResxError(f"{out} already holds a signal study ({names}); pass --overwrite to replace it, or give another --out")
-    return found
+def _check_batchnorm_batch(fresh: Sequence[_Entry], samples: int, batch_size: int | None) -> None:
+    """A fresh net's BN statistics are estimated on the analysed batch (`calibrate_batchnorm`): where a fresh net
+    has BatchNorm, the batch needs 2 images or more, and so does each chunk of --batch-size."""
+    with_bn = next((e for e in fresh if model_has_batchnorm(e.name)), None)
+    if with_bn is None:
+        return
+    for option, value in (("--samples", samples), ("--batch-size", batch_size)):
+        if value is not None and value < MIN_BN_BATCH:
+            raise ResxError(f"{option} must be at least {MIN_BN_BATCH} for {with_bn.name} (got {value}): the BatchNorm "
+                            "statistics of its fresh net are estimated on the analysed images; linear nets take 1")
 
 
 def _plan(runs: Sequence[str | Path], model: str | None, depths: Sequence[int] | None, data: str | None,
@@ -770,29 +713,6 @@ def _data_for(entries: list[_Entry], trained: list[_Entry], data: str | None, da
     if all(_is_linear(e.name) for e in entries):
         return None, data_dir
     return "cifar10", data_dir
-
-
-def _check_trained_data(entries: list[_Entry], data_options: dict) -> None:
-    for entry in entries:
-        stored = (entry.ckpt or {}).get("model_options", {})
-        for key, value in data_options.items():
-            if key in stored and stored[key] != value:
-                raise ResxError(f"{entry.run} was trained on data with {key}={stored[key]}, but the analysed data has "
-                                f"{key}={value}; give nets trained on one dataset (or --data matching them)")
-
-
-@contextlib.contextmanager
-def strict_fp32(device: torch.device) -> Iterator[None]:
-    """No TF32 on CUDA while measuring (restored afterwards): gradients spanning many orders of magnitude."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def run_signal(
@@ -841,12 +761,17 @@ def run_signal(
     runs_read, fresh = _plan(runs, model, depths, data, force, scale, init_scheme, model_options)
     trained = [] if init else runs_read  # --init: the runs only name the models (and their data)
     entries = trained + fresh
+    _check_batchnorm_batch(fresh, samples, batch_size)
     dev = resolve_device(device)
-    earlier = earlier_signal_study(Path(out), overwrite) if out is not None else []
+    earlier = guards.check_study_folder(out, "signal", overwrite) if out is not None else []
     data, data_dir = _data_for(entries, runs_read, data, data_dir)
     dataset = load_dataset(data, data_dir) if data else None
     data_options = dataset.model_options if dataset is not None else {}
-    _check_trained_data(runs_read, data_options)
+    if dataset is not None:
+        for entry in runs_read:
+            guards.check_data_fits(entry.run, entry.name, (entry.ckpt or {}).get("model_options"), dataset,
+                                   what="analyse")
+        _check_batchnorm_batch(fresh, min(samples, len(dataset.train_images)), batch_size)
     guards.remove_files(earlier)  # every check passed: the earlier study goes
     settings = _Settings(samples, batch_size or (500 if dev.type == "cuda" else 128), jacobian_examples,
                          lanczos_steps, probes, seed)
@@ -855,7 +780,7 @@ def run_signal(
         + (shared.source if shared else "Gaussian vectors"))
 
     layer_frames, jacobian_frames, whole = [], [], []
-    with strict_fp32(dev):
+    with precision(dev, tf32=False):  # strict fp32: gradients spanning many orders of magnitude
         for i, entry in enumerate(entries):
             net = _build(entry, data_options, seed)
             batch = shared or gaussian_batch(_input_width(net), samples, seed, dev)
