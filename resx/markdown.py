@@ -5,12 +5,11 @@ Torch-free, so that every study's report section (resx.plugins) can use it witho
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 DASH = "—"
 
@@ -32,16 +31,16 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align:
 
 def pct(value: Any, digits: int = 2) -> str:
     """A fraction as percent ('6.97'); a dash when missing."""
-    if value is None or pd.isna(value):
+    if is_missing(value):
         return DASH
     return f"{100 * float(value):.{digits}f}"
 
 
 def pct_pm(mean: Any, std: Any) -> str:
     """mean ± std of fractions, as percent."""
-    if mean is None or pd.isna(mean):
+    if is_missing(mean):
         return DASH
-    if std is None or pd.isna(std):
+    if is_missing(std):
         return pct(mean)
     return f"{pct(mean)} ± {pct(std)}"
 
@@ -89,5 +88,15 @@ def is_number(value: Any) -> bool:
     try:
         float(value)
         return True
+    except (TypeError, ValueError):
+        return False
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN, or pandas' NA / NaT (without importing pandas: the CLI's help must start fast)."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    try:
+        return math.isnan(float(value))
     except (TypeError, ValueError):
         return False

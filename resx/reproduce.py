@@ -83,7 +83,7 @@ def train_deep_nets(ctx: StageContext) -> None:
     if not todo:
         return
     data_on_device = load_dataset(ctx.train.data, ctx.train.data_dir).to(resolve_device(ctx.device))
-    trainers = [TrainingRun(c, d, resume="auto", data=data_on_device).setup() for c, d in todo]
+    trainers = [TrainingRun(c, d, resume="auto", data=data_on_device) for c, d in todo]
     train_many(trainers, progress=ctx.progress)
 
 
@@ -171,7 +171,8 @@ def reproduce(
                                                 **environment(dev)})
 
     def stage(name: str, fn: Callable[[], Any]) -> None:
-        if stages.get(name, {}).get("status") == "finished":
+        # the report is redrawn on every run (seconds): a stage run now, e.g. a study added since, must be in it
+        if stages.get(name, {}).get("status") == "finished" and name != "report":
             say(f"stage {name}: finished earlier, skipped")
             return
         say(f"stage {name} ...")

@@ -73,7 +73,15 @@ def test_a_study_registered_for_now_shows_up_in_discover_plot_and_report(tmp_pat
 
 def test_a_folder_with_no_study_names_what_was_looked_for(tmp_path):
     (tmp_path / "notes.csv").write_text("a\n1\n")
-    with pytest.raises(ResxError, match="looked for curves.csv, summary.csv, .*lesion_single.csv"):
+    with pytest.raises(ResxError, match="looked for curves.csv, lesion_single.csv, .*bench.csv"):
+        plot_results(tmp_path)
+
+
+def test_a_common_file_name_alone_makes_no_study(tmp_path):
+    """An unrelated summary.csv is not a degradation grid (only curves.csv marks one)."""
+    (tmp_path / "summary.csv").write_text("a,b\n1,2\n")
+    assert study_kinds({"summary.csv", "bench_rounds.csv", "iteration_curves.csv"}) == []
+    with pytest.raises(ResxError, match="no resx CSVs found"):
         plot_results(tmp_path)
 
 

@@ -1,4 +1,4 @@
-"""Issue #8: `make reproduce` end to end on the tiny synthetic profile (CPU), rerun skips, GPU profiles refused."""
+"""`make reproduce` end to end on the tiny synthetic profile (CPU), rerun skips, GPU profiles refused."""
 
 import json
 from pathlib import Path
@@ -18,6 +18,8 @@ EXPECTED = [
     "lesion/lesion_delete_k.png", "lesion/lesion_swap.png",
     "paths/path_distribution.csv", "paths/path_gradients.csv", "paths/path_total_gradient.csv", "paths/block_gradients.csv",
     "paths/paths.png", "paths/block_gradients.png",
+    "landscape/landscape.csv", "landscape/landscape_info.json", "landscape/landscape_2d_contour.png",
+    "signal/signal_layers.csv", "signal/block_jacobians.csv", "signal/linear/signal_layers.csv",
     "REPORT.md", "stages.json",
 ]
 
@@ -28,13 +30,14 @@ def test_tiny_profile_end_to_end_and_rerun():
     missing = [f for f in EXPECTED if not Path("results", f).exists()]
     assert not missing, missing
     stages = json.loads(Path("results/stages.json").read_text())
-    assert all(stages[s]["status"] == "finished" for s in ("degradation", "deep-nets", "lesion", "paths", "report"))
+    assert all(stages[s]["status"] == "finished" for s in ("degradation", "deep-nets", "lesion", "paths", "landscape",
+                                                              "signal", "report"))
     report = Path("results/REPORT.md").read_text()
-    assert "Veit" in report and "He et al" in report
+    assert "Veit" in report and "He et al" in report and "Li et al" in report and "Jacobian" in report
     stamp = Path("results/lesion/lesion_single.csv").stat().st_mtime_ns
     again = runner.invoke(app, ["reproduce", "--profile", "tiny", "--out", "results"])
     assert again.exit_code == 0, again.output
-    assert again.output.count("skipped") >= 5
+    assert again.output.count("skipped") >= 6  # every stage but the report, which is redrawn
     assert Path("results/lesion/lesion_single.csv").stat().st_mtime_ns == stamp
 
 

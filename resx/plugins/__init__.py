@@ -40,6 +40,9 @@ class OutputFile:
     name: str
     columns: tuple[str, ...] = ()
     about: str = ""
+    # whether a folder holding this file holds the study (its main CSVs; not a file as common as summary.csv, so
+    # that an unrelated summary.csv next to a study's files is not taken for a degradation grid)
+    marks_study: bool = True
 
     @property
     def is_csv(self) -> bool:
@@ -91,8 +94,8 @@ class Study:
         return tuple(o for o in self.outputs if o.is_csv)
 
     def found_in(self, file_names: set[str]) -> bool:
-        """Whether a folder holding `file_names` holds this study (any of its CSVs)."""
-        return any(o.matches(n) for o in self.csv_outputs for n in file_names)
+        """Whether a folder holding `file_names` holds this study (any of the CSVs that mark it)."""
+        return any(o.matches(n) for o in self.csv_outputs if o.marks_study for n in file_names)
 
     def files_in(self, folder: Path) -> list[Path]:
         """Every file of this study in `folder` (CSVs, info files, figures), e.g. to replace an earlier study."""
@@ -103,6 +106,18 @@ class Study:
             if o.name == name:
                 return o
         raise KeyError(f"{self.name} writes no {name}")
+
+
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """`module.name`, imported on the first call: a study module names its plot function this way, so that
+    importing it (the CLI does, for its command) imports no pandas or matplotlib."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{module}.{name}, imported when first called."
+    return call
 
 
 _registry: dict[str, Study] = {}
@@ -139,9 +154,9 @@ def registered_for_now(study: Study) -> Iterator[Study]:
 def _load_built_in() -> None:
     global _loaded
     if not _loaded:
-        _loaded = True
-        for name in BUILT_IN:
+        for name in BUILT_IN:  # each module registers itself; a failed import is raised, and retried next time
             importlib.import_module(f"resx.plugins.{name}")
+        _loaded = True
 
 
 def registered() -> list[Study]:
@@ -161,4 +176,4 @@ def get_study(name: str) -> Study:
 
 def looked_for() -> str:
     """The CSV names that make a folder a study's (for 'no resx CSVs found' messages)."""
-    return ", ".join(dict.fromkeys(o.name for s in registered() for o in s.csv_outputs))
+    return ", ".join(dict.fromkeys(o.name for s in registered() for o in s.csv_outputs if o.marks_study))

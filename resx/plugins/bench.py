@@ -7,12 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import pandas as pd
-
 from resx import reference
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plots import bench as bench_plots
-from resx.plugins import OutputFile, Study, register
+from resx.plugins import OutputFile, Study, lazy, register
 
 BENCH_COLUMNS = (
     "model", "method", "batch_size", "images_per_second", "peak_memory_mb", "concurrency", "device_name", "seconds",
@@ -92,6 +89,9 @@ def show_bench_table(frame: Any, batch_size: int) -> None:
 
 # --- REPORT.md -----------------------------------------------------------------------------------------------------
 def bench_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    import pandas as pd
+    from resx.plots import bench as bench_plots
+
     frame = bench_plots.read_bench(folder)
     if frame is None:
         return []
@@ -117,11 +117,11 @@ STUDY = register(Study(
     title="Training speed",
     outputs=(
         OutputFile("bench.csv", BENCH_COLUMNS, "median images/s per model and method, with min and max"),
-        OutputFile("bench_rounds.csv", ROUND_COLUMNS, "every timed round"),
+        OutputFile("bench_rounds.csv", ROUND_COLUMNS, "every timed round", marks_study=False),
         OutputFile("bench_info.json", about="machine, settings, the common recipe's worker counts tried"),
         OutputFile("bench.png"), OutputFile("bench.pdf"), OutputFile("bench.svg"),
     ),
-    plot=bench_plots.plot_bench,
+    plot=lazy("resx.plots.bench", "plot_bench"),
     report=bench_section,
     command=bench_command,
 ))

@@ -6,15 +6,26 @@ module declares the study (`resx compare-plain`).
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, is_number, heading, markdown_table, pct, pct_pm
-from resx.plots import degradation as degradation_plots
-from resx.plugins import OutputFile, StageContext, Study, register
-from resx.studies.degradation import CURVE_COLUMNS, ITERATION_CURVES, SUMMARY_COLUMNS
+from resx.plugins import OutputFile, StageContext, Study, lazy, register
+
+if TYPE_CHECKING:  # pandas is imported inside the functions that need it
+    import pandas as pd
+
+# The grid's files and their columns (users' scripts rely on them; extra columns may follow, never fewer).
+CURVE_COLUMNS = [
+    "model", "family", "residual", "depth", "seed", "epoch", "iteration", "train_error", "test_error",
+    "train_loss", "test_loss", "lr", "batch_size", "seconds", "images_per_second",
+]
+ITERATION_CURVES = "iteration_curves.csv"  # every run's iterations.csv (engine/run.py), with the grid's columns
+SUMMARY_COLUMNS = [
+    "model", "family", "residual", "depth", "params", "seeds", "final_train_error_mean", "final_train_error_std",
+    "final_test_error_mean", "final_test_error_std", "best_test_error_mean", "best_test_error_std", "iterations",
+]
+
 
 # --- the command ---------------------------------------------------------------------------------------------------
 def degradation_command() -> Callable[..., Any]:
@@ -92,20 +103,26 @@ def show_degradation(result: Any) -> None:
                   + ", ".join(p.name for p in result.files))
 
 
+# --- the verdicts (the terminal's, resx.studies.degradation.verdict, and REPORT.md's) -------------------------------
+def compare(part: "pd.DataFrame", which: str) -> "tuple[pd.Series, pd.Series, float, float]":
+    """The shallowest and deepest net of `part` (plain or residual rows of summary.csv), the difference of their
+    final `which` (train/test) error, deep minus shallow, and the seeds' spread of that difference (the two stds
+    added in quadrature; 0 with one seed). He et al. 2015 Fig. 6: deeper plain nets train worse (difference > 0),
+    deeper residual nets test better (difference < 0)."""
+    import math
+
+    part = part.sort_values("depth")
+    shallow, deep = part.iloc[0], part.iloc[-1]
+    diff = float(deep[f"final_{which}_error_mean"] - shallow[f"final_{which}_error_mean"])
+    stds = [float(row.get(f"final_{which}_error_std", float("nan"))) for row in (shallow, deep)]  # none: one seed
+    spread = math.sqrt(sum(0.0 if math.isnan(v) else v * v for v in stds))
+    return shallow, deep, diff, spread
+
+
 # --- REPORT.md -----------------------------------------------------------------------------------------------------
-
-
-def degradation_verdicts(summary: pd.DataFrame) -> list[str]:
+def degradation_verdicts(summary: "pd.DataFrame") -> list[str]:
     """Does the degradation show (He et al. 2015 Fig. 6 left), and does depth help the residual nets (right)?"""
     lines = []
-
-    def compare(part: pd.DataFrame, which: str) -> tuple[pd.Series, pd.Series, float, float]:
-        part = part.sort_values("depth")
-        shallow, deep = part.iloc[0], part.iloc[-1]
-        diff = float(deep[f"final_{which}_error_mean"] - shallow[f"final_{which}_error_mean"])
-        spread = float(pd.Series([shallow[f"final_{which}_error_std"], deep[f"final_{which}_error_std"]])
-                       .fillna(0).pow(2).sum() ** 0.5)
-        return shallow, deep, diff, spread
 
     def within(diff: float, spread: float) -> str:
         if spread > 0 and abs(diff) <= spread:
@@ -145,6 +162,9 @@ def degradation_verdicts(summary: pd.DataFrame) -> list[str]:
 
 
 def degradation_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    import pandas as pd
+    from resx.plots import degradation as degradation_plots
+
     curves = degradation_plots.read_curves(folder)
     summary = degradation_plots.read_summary(folder)
     if summary is None and curves is not None:
@@ -213,13 +233,15 @@ STUDY = register(Study(
     title="Degradation: plain vs residual (He et al. 2015)",
     outputs=(
         OutputFile("curves.csv", tuple(CURVE_COLUMNS), "one row per run and epoch"),
-        OutputFile("summary.csv", tuple(SUMMARY_COLUMNS), "final and best error per model, mean and std over seeds"),
-        OutputFile(ITERATION_CURVES, about="every run's iterations.csv: training error over the last batches"),
+        OutputFile("summary.csv", tuple(SUMMARY_COLUMNS), "final and best error per model, mean and std over seeds",
+                   marks_study=False),
+        OutputFile(ITERATION_CURVES, about="every run's iterations.csv: training error over the last batches",
+                   marks_study=False),
         OutputFile("grid_info.json", about="the grid's settings and timings"),
         OutputFile("grid_info-shard*.json", about="one per shard of a sharded grid"),
         *(OutputFile(f"{stem}.{fmt}") for stem in ("degradation_curves", "error_vs_depth") for fmt in ("png", "pdf", "svg")),
     ),
-    plot=degradation_plots.plot_degradation,
+    plot=lazy("resx.plots.degradation", "plot_degradation"),
     report=degradation_section,
     command=degradation_command,
     command_name="compare-plain",

@@ -14,18 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 from resx.markdown import DASH, duration, figures, heading, markdown_table, pct
-from resx.plots.landscape import (
-    CSV_COLUMNS,
-    FIGURE_STEMS,
-    INFO_NAME,
-    ordered_runs,
-    plot_landscape,
-    read_landscape,
-    surface_metrics,
-)
-from resx.plugins import OutputFile, StageContext, Study, register
+from resx.plugins import OutputFile, StageContext, Study, lazy, register
+
+# The study's files (users' scripts rely on the CSVs' columns, in this order; extra columns follow them).
+INFO_NAME = "landscape_info.json"
+CSV_COLUMNS = ("run", "residual", "dims", "x", "y", "train_loss", "train_error", "loss_se")
+FIGURE_STEMS = ("landscape_1d", "landscape_2d_contour", "landscape_2d_surface")
 
 TITLE = "Loss landscape (Li et al. 2018)"
+
 
 
 # --- the reproduce profile's `landscape:` section ---------------------------------------------------------------------
@@ -40,6 +37,9 @@ class LandscapeSettings:
     bn_recalibrate: bool = False
     span: str = "-1:1"
     batch_size: int | None = None
+    # fp32 by default: near a minimum the loss differences between neighbouring points are small, and bf16's
+    # rounding of the logits shows up as roughness that is not the surface's (Li et al. computed in fp32)
+    precision: str = "fp32"
 
 
 def landscape_stage(ctx: StageContext) -> None:
@@ -58,7 +58,7 @@ def landscape_stage(ctx: StageContext) -> None:
         return
     result = run_landscape(found, dims=settings.dims, span=settings.span, points=settings.points,
                            samples=settings.samples, norm=settings.norm, bn_recalibrate=settings.bn_recalibrate,
-                           batch_size=settings.batch_size, data=ctx.train.data, data_dir=ctx.train.data_dir,
+                           batch_size=settings.batch_size, precision=settings.precision, data=ctx.train.data, data_dir=ctx.train.data_dir,
                            device=ctx.device, seed=ctx.train.seed, out=ctx.study_out("landscape"), say=ctx.say)
     for line in metric_lines(result.metrics):
         ctx.say(line)
@@ -89,6 +89,7 @@ def landscape_command() -> Callable[..., Any]:
         bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate", help="Recompute BatchNorm statistics at every point (always done for fresh nets).")] = False,
         shard: Annotated[Optional[str], typer.Option("--shard", help="Measure only slice I of N of the grid (I/N, e.g. a SLURM array index).")] = None,
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch (default: samples / 8, at most 256 on CPU, 2048 on CUDA).")] = None,
+        precision: Annotated[str, typer.Option("--precision", help="fp32 (default: bf16 rounding shows as roughness near a minimum) | bf16 | auto (bf16 where the device computes it natively).")] = "fp32",
         data: DataOpt = None,
         data_dir: DataDirOpt = None,
         device: DeviceOpt = "auto",
@@ -108,7 +109,8 @@ def landscape_command() -> Callable[..., Any]:
                                    (1 if directions == "interpolate" else 2), span=span, points=points, samples=samples,
                                    directions=directions, norm=norm, bn_recalibrate=bn_recalibrate, shard=shard,
                                    data=data, data_dir=data_dir, device=device, seed=seed if seed is not None else 0,
-                                   batch_size=batch_size, out=out, overwrite=overwrite, force=force, progress=bar, say=say)
+                                   batch_size=batch_size, precision=precision, out=out, overwrite=overwrite,
+                                   force=force, progress=bar, say=say)
         show_result(result)
 
     return command
@@ -272,6 +274,8 @@ def _settings_line(info: dict[str, Any], frame: Any) -> str:
 def landscape_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
     """REPORT.md's section: settings, one table row per run, the twins against Li et al. Fig. 5, the figures."""
     folder = Path(folder)
+    from resx.plots.landscape import ordered_runs, read_landscape, surface_metrics
+
     frame = read_landscape(folder)
     if frame is None:
         return []
@@ -331,7 +335,7 @@ STUDY = register(Study(
         OutputFile("landscape_*.pdf"),
         OutputFile("landscape_*.svg"),
     ),
-    plot=plot_landscape,
+    plot=lazy("resx.plots.landscape", "plot_landscape"),
     report=landscape_section,
     command=landscape_command,
     command_name="landscape",

@@ -6,14 +6,14 @@ test time. The computation is resx.studies.lesion; the figures resx.plots.lesion
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, heading, markdown_table, pct, pct_pm
-from resx.plots import lesion as lesion_plots
-from resx.plugins import OutputFile, StageContext, Study, register
+from resx.plugins import OutputFile, StageContext, Study, lazy, register
+
+if TYPE_CHECKING:  # pandas is imported inside the functions that need it
+    import pandas as pd
 
 SINGLE_COLUMNS = ("run", "block", "stage", "downsampling", "test_error", "baseline_error", "test_loss", "model", "residual")
 DELETE_K_COLUMNS = ("run", "k", "draw", "test_error", "baseline_error", "test_loss", "deleted", "model", "residual")
@@ -89,6 +89,8 @@ def lesion_command() -> Callable[..., Any]:
 
 # --- REPORT.md -----------------------------------------------------------------------------------------------------
 def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    from resx.plots import lesion as lesion_plots
+
     single = lesion_plots.read_single(folder)
     delete_k = lesion_plots.read_delete_k(folder)
     swap = lesion_plots.read_swap(folder)
@@ -170,7 +172,7 @@ def lesion_section(folder: Path, results_dir: Path, report_dir: Path, several: b
 SMALL_CHANGE = 0.02  # "no noticeable change" when deleting one block: within 2 points of the net's own error
 
 
-def single_deletion_verdicts(single: pd.DataFrame) -> list[str]:
+def single_deletion_verdicts(single: "pd.DataFrame") -> list[str]:
     """Veit et al. 2016 Fig. 3, checked per run: a residual net survives the deletion of almost any one block
     (within SMALL_CHANGE of its error), a plain net does not (any deletion sends it towards chance)."""
     lines = []
@@ -190,7 +192,7 @@ def single_deletion_verdicts(single: pd.DataFrame) -> list[str]:
     return lines
 
 
-def delete_k_verdicts(means: pd.DataFrame) -> list[str]:
+def delete_k_verdicts(means: "pd.DataFrame") -> list[str]:
     """Veit et al. 2016 Fig. 5a: the mean error grows smoothly with the number of deleted blocks k."""
     lines = []
     for run, part in means.groupby("run", sort=False):
@@ -230,7 +232,7 @@ STUDY = register(Study(
         OutputFile("lesion_info.json", about="settings, timings, skipped studies"),
         OutputFile("lesion_*.png"), OutputFile("lesion_*.pdf"), OutputFile("lesion_*.svg"),
     ),
-    plot=lesion_plots.plot_lesion,
+    plot=lazy("resx.plots.lesion", "plot_lesion"),
     report=lesion_section,
     command=lesion_command,
     settings=LesionSettings,

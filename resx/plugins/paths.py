@@ -6,15 +6,14 @@ resx.studies.paths; the figures resx.plots.paths; this module declares the study
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plots import paths as paths_plots
-from resx.plots.paths import distribution_centre, effective_window
-from resx.plugins import OutputFile, StageContext, Study, register
+from resx.plugins import OutputFile, StageContext, Study, lazy, register
+
+if TYPE_CHECKING:  # pandas is imported inside the functions that need it
+    import pandas as pd
 
 DISTRIBUTION_COLUMNS = ("k", "paths", "fraction")
 GRADIENT_COLUMNS = ("k", "samples", "grad_norm_mean", "grad_norm_std")
@@ -83,8 +82,10 @@ def paths_command() -> Callable[..., Any]:
 
 
 # --- REPORT.md -----------------------------------------------------------------------------------------------------
-def block_gradient_ratios(blocks: pd.DataFrame) -> pd.DataFrame:
+def block_gradient_ratios(blocks: "pd.DataFrame") -> "pd.DataFrame":
     """Per run and state (init/trained): gradient norm at the first and last block and their ratio."""
+    import pandas as pd
+
     rows = []
     for (run, residual, trained), part in blocks.groupby(["run", "residual", "trained"], sort=False):
         part = part.sort_values("block")
@@ -95,6 +96,9 @@ def block_gradient_ratios(blocks: pd.DataFrame) -> pd.DataFrame:
 
 
 def paths_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    from resx.plots import paths as paths_plots
+    from resx.studies.path_window import distribution_centre, effective_window
+
     distribution = paths_plots.read_distribution(folder)
     total = paths_plots.read_total(folder)
     gradients = paths_plots.read_gradients(folder)
@@ -202,7 +206,7 @@ STUDY = register(Study(
         OutputFile("paths_info.json", about="settings, the effective window, timings"),
         *(OutputFile(f"{stem}.{fmt}") for stem in ("paths", "block_gradients") for fmt in ("png", "pdf", "svg")),
     ),
-    plot=paths_plots.plot_paths,
+    plot=lazy("resx.plots.paths", "plot_paths"),
     report=paths_section,
     command=paths_command,
     settings=PathsSettings,

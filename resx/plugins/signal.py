@@ -9,19 +9,26 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plots import signal as signal_plots
-from resx.plots.signal import FIGURES, INFO_NAME, JACOBIAN_COLUMNS, LAYER_COLUMNS, summarise, twin_groups
-from resx.plugins import OutputFile, StageContext, Study, register
+from resx.plugins import OutputFile, StageContext, Study, lazy, register
+
+# The study's files (users' scripts rely on the CSVs' columns, in this order; extra columns follow them).
+LAYER_COLUMNS = ("run", "residual", "trained", "checkpoint", "layer", "kind", "activation_rms", "grad_input_rms",
+                 "grad_weight_rms")
+JACOBIAN_COLUMNS = ("run", "residual", "trained", "block", "sigma_max", "sigma_min_est", "dist_identity")
+FIGURES = ("signal_layers", "signal_blocks", "block_jacobians")
+INFO_NAME = "signal_info.json"
+
+if TYPE_CHECKING:  # pandas is imported inside the functions that need it
+    import pandas as pd
 
 # A gradient that changes by more than this factor across the blocks "vanishes" or "explodes"; a block whose
 # ||J - I||_F / ||I||_F is below NEAR_IDENTITY is "near the identity". Thresholds of this report, not of a paper.
 VANISH_FACTOR = 10.0
 NEAR_IDENTITY = 0.5
+
 
 
 # --- the command ---------------------------------------------------------------------------------------------------
@@ -93,7 +100,7 @@ def signal_command() -> Callable[..., Any]:
     return command
 
 
-def _summary_table(summary: pd.DataFrame, info: dict):
+def _summary_table(summary: "pd.DataFrame", info: dict):
     from rich.table import Table
 
     table = Table(title=f"signal and block Jacobians ({info['data']}, {info['precision']})")
@@ -108,7 +115,7 @@ def _summary_table(summary: pd.DataFrame, info: dict):
     return table
 
 
-def _linear_table(linear: pd.DataFrame):
+def _linear_table(linear: "pd.DataFrame"):
     from rich.table import Table
 
     schemes = ", ".join(dict.fromkeys(linear["init_scheme"].astype(str)))
@@ -122,12 +129,16 @@ def _linear_table(linear: pd.DataFrame):
 
 
 def _max_error(row) -> float:
+    import pandas as pd
+
     errors = [row.get(k) for k in ("rel_error_forward", "rel_error_gradient", "rel_error_sigma_max")]
     errors = [float(e) for e in errors if e is not None and not pd.isna(e)]
     return max(errors) if errors else float("nan")
 
 
 def _state(row) -> str:
+    import pandas as pd
+
     if not row["trained"]:
         return "init"
     if row.get("final", True):
@@ -137,9 +148,11 @@ def _state(row) -> str:
 
 
 # --- REPORT.md -----------------------------------------------------------------------------------------------------
-def _pairs(summary: pd.DataFrame) -> list[tuple[str, pd.Series, pd.Series]]:
+def _pairs(summary: "pd.DataFrame") -> "list[tuple[str, pd.Series, pd.Series]]":
     """(description, plain row, residual row) for every twin pair in one state (final checkpoints and fresh nets)."""
     final = summary[summary["final"]] if "final" in summary.columns else summary
+    from resx.plots.signal import twin_groups
+
     final = final.assign(_group=twin_groups(final))
     pairs = []
     for (group, trained), part in final.groupby(["_group", "trained"], sort=False):
@@ -150,6 +163,8 @@ def _pairs(summary: pd.DataFrame) -> list[tuple[str, pd.Series, pd.Series]]:
 
 
 def _gain_words(gain: float) -> str:
+    import pandas as pd
+
     if gain is None or pd.isna(gain):
         return "not measured"
     if gain > VANISH_FACTOR:
@@ -170,9 +185,11 @@ def _comparison(plain_gain, residual_gain) -> str:
     return " (the shortcuts make the change smaller)" if r < p else " (the shortcuts do NOT make the change smaller)"
 
 
-def verdicts(summary: pd.DataFrame, post_activation: set[str]) -> list[str]:
+def verdicts(summary: "pd.DataFrame", post_activation: set[str]) -> list[str]:
     """Plain sentences: do the plain nets' gradients vanish or explode across their blocks, and are the residual
     blocks' Jacobians near the identity (median distance below NEAR_IDENTITY)?"""
+    import pandas as pd
+
     lines, vanish, near, judged = [], 0, 0, 0
     healthy_plain: list[str] = []  # plain nets whose gradient neither vanishes nor explodes
     far_residual: list[str] = []  # residual nets whose blocks are not near the identity
@@ -213,6 +230,8 @@ def verdicts(summary: pd.DataFrame, post_activation: set[str]) -> list[str]:
 
 
 def _linear_lines(info: dict) -> list[str]:
+    import pandas as pd
+
     linear = pd.DataFrame(info.get("linear") or [])
     if linear.empty:
         return []
@@ -234,12 +253,14 @@ def _linear_lines(info: dict) -> list[str]:
 
 
 def signal_section(folder: Path, results_dir: Path, report_dir: Path, several: bool) -> list[str]:
+    from resx.plots import signal as signal_plots
+
     layers = signal_plots.read_layers(folder)
     jacobians = signal_plots.read_jacobians(folder)
     if layers is None and jacobians is None:
         return []
     info = signal_plots.read_info(folder)
-    summary = summarise(layers, jacobians, info)
+    summary = signal_plots.summarise(layers, jacobians, info)
     lines = [heading(folder, results_dir, STUDY.title, several), ""]
     if info:
         lines += [f"{info.get('batch', '')}; loss: {info.get('loss', 'mean cross-entropy')}; BatchNorm in "
@@ -312,7 +333,7 @@ STUDY = register(Study(
         OutputFile(INFO_NAME, about="settings, device, precision, timings, whole-stack sigma_max, linear nets vs a^l"),
         *(OutputFile(f"{stem}.{fmt}") for stem in FIGURES for fmt in ("png", "pdf", "svg")),
     ),
-    plot=signal_plots.plot_signal,
+    plot=lazy("resx.plots.signal", "plot_signal"),
     report=signal_section,
     command=signal_command,
     command_name="signal",
