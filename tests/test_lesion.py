@@ -235,8 +235,8 @@ def test_run_lesion_writes_tidy_csvs(runs, tmp_path):
     single = pd.read_csv(tmp_path / "out" / "lesion_single.csv")
     delete_k = pd.read_csv(tmp_path / "out" / "lesion_delete_k.csv")
     swap = pd.read_csv(tmp_path / "out" / "lesion_swap.csv")
-    assert list(single.columns) == SINGLE_COLUMNS and list(delete_k.columns) == DELETE_K_COLUMNS
-    assert list(swap.columns) == SWAP_COLUMNS
+    assert list(single.columns) == list(SINGLE_COLUMNS) and list(delete_k.columns) == list(DELETE_K_COLUMNS)
+    assert list(swap.columns) == list(SWAP_COLUMNS)
     assert set(single["run"]) == {"resnet14", "plain14"} and len(single) == 12
     assert single.groupby("run")["downsampling"].sum().tolist() == [2, 2]
     # resnet14: 4 deletable blocks -> k = 1..4; 3 draws each.

@@ -32,9 +32,12 @@ CSV_NAME = "landscape.csv"
 EXTRA_COLUMNS = ("model", "point", "samples", "bn_recalibrate", "directions", "norm", "seconds")
 # What a figure needs (y and loss_se may be empty: y for 1D rows written by others, loss_se with one batch).
 REQUIRED_COLUMNS = ("run", "residual", "dims", "x", "train_loss", "train_error")
-# A local curvature smaller than this share of the surface's whole range (max - min loss) counts as flat, i.e.
-# convex: plateaus are weakly convex and must not be scored by the sign of rounding noise.
-CONVEX_TOLERANCE = 1e-3
+# A local curvature within this share of the surface's whole range (max - min loss) of zero counts as flat, i.e.
+# convex. 0 by default (the discrete Hessian must be positive semi-definite): a tolerance scaled by the range
+# lets a chaotic surface's huge corners (plain-56 rises to about 300 at the corners of a 21 x 21 grid over -1:1,
+# measured) declare its whole low plateau "flat", which made the plain net look the more convex of a pair whose
+# contours show the opposite. The landscape is measured in fp32 by default, so rounding does not decide signs.
+CONVEX_TOLERANCE = 0.0
 METRIC_COLUMNS = ("run", "model", "residual", "dims", "points", "grid_points", "centre_loss", "edge_loss",
                   "min_loss", "convex_share", "roughness_ratio", "bowl_ratio")
 
@@ -181,7 +184,7 @@ def surface_metrics(frame: pd.DataFrame, tol: float = CONVEX_TOLERANCE) -> pd.Da
                    is locally convex: the discrete Hessian from central second differences is positive
                    semi-definite, f_xx >= 0, f_yy >= 0, f_xx f_yy - f_xy^2 >= 0 (1D: the second difference
                    f(k+1) - 2 f(k) + f(k-1) >= 0), see `local_convexity`. A curvature within `tol` x (max - min
-                   loss of the surface) of zero counts as flat, hence convex. A convex bowl scores 1.0; a surface
+                   loss of the surface, default 0) of zero counts as flat, hence convex. A convex bowl scores 1.0; a surface
                    whose second differences are noise scores about a half, or less.
     roughness_ratio  the rise of the loss from the centre (the grid point nearest 0) to the edge (the mean over
                    the grid's border) divided by the mean absolute second difference between neighbours along

@@ -239,7 +239,7 @@ METRIC_DEFINITION = (
     "property of the loss, and a log would turn even a perfect bowl concave away from its centre; the log is only "
     "for the contour levels). *Convex share*: the share of interior grid points where the discrete Hessian from "
     "central second differences is positive semi-definite (f_xx ≥ 0, f_yy ≥ 0, f_xx f_yy − f_xy² ≥ 0; in 1D "
-    "the second difference ≥ 0), a curvature within 0.1% of the surface's loss range of zero counting as flat; a "
+    "the second difference ≥ 0), strictly; a "
     "convex bowl scores 1.0, noise about a half or less. *Roughness ratio*: the rise of the loss from the centre "
     "(the unperturbed net) to the edge (the mean over the grid's border) divided by the mean absolute second "
     "difference between neighbours; the bowl x² + y² on the same grid scores the value in brackets, a rough "
