@@ -194,18 +194,6 @@ def recipe_line(found: dict[str, list[str]]) -> str:
             "(crops are padded with the mean colour, as in the paper). One iteration is one training batch.")
 
 
-# --- degradation --------------------------------------------------------------------------------------------------
-
-
-# --- lesion -------------------------------------------------------------------------------------------------------
-
-
-# --- paths --------------------------------------------------------------------------------------------------------
-
-
-# --- bench --------------------------------------------------------------------------------------------------------
-
-
 # --- the report ---------------------------------------------------------------------------------------------------
 def write_report(results_dir: str | Path, out: str | Path | None = None, meta: dict[str, Any] | None = None) -> Path:
     """Write REPORT.md (default `results_dir/REPORT.md`) and return its path.
