@@ -35,7 +35,7 @@ def test_deep_linear_net_scales_signal_and_gradient_by_a_to_the_l(a):
     assert a**50 == pytest.approx(expected_gain(a, 50, residual=False), rel=1e-15)
     assert forward == pytest.approx(a**50, rel=1e-12)
     assert backward == pytest.approx(a**50, rel=1e-12)
-    # the lecture's numbers
+    # a^50 for a = 0.5 and 1.5
     assert {0.5: 8.881784197001252e-16, 1.0: 1.0, 1.5: 6.376215e8}[a] == pytest.approx(forward, rel=1e-7)
 
 
@@ -205,7 +205,7 @@ def test_cli_on_a_tiny_trained_run(tiny_run, tmp_path):
         "from resx.plugins.signal import signal_section; "
         f"written = plot_signal(Path({str(out)!r}), formats=('svg',)); "
         f"lines = signal_section(Path({str(out)!r}), Path({str(tmp_path)!r}), Path({str(tmp_path)!r}), False); "
-        "assert len(written) == 3, written; assert any('lectures claim' in l for l in lines), lines; "
+        "assert len(written) == 3, written; assert any('classic arguments claim' in l for l in lines), lines; "
         "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

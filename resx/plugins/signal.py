@@ -213,7 +213,7 @@ def verdicts(summary: "pd.DataFrame", post_activation: set[str]) -> list[str]:
                if not r_near and res["run"] in post_activation else "") + ".")
     if judged:
         lines.append(
-            f"- **What the lectures claim** (plain nets' gradients vanish or explode with depth; residual blocks' "
+            f"- **What the classic arguments claim** (Bengio, Simard, Frasconi 1994; He et al. 2016, §3: plain nets' gradients vanish or explode with depth; residual blocks' "
             f"Jacobians stay near the identity): the plain gradient vanishes or explodes in {vanish} of {judged} "
             f"pairs, and the residual blocks are near the identity in {near} of {judged}. "
             + ("The measurement shows both claims." if vanish == near == judged else
@@ -248,7 +248,7 @@ def _linear_lines(info: dict) -> list[str]:
     if len(exact):
         worst = max(_max_error(r) for _, r in exact.iterrows())
         lines += [f"Measured and exact agree to {worst:.2g} relative at worst"
-                  + (": the a^l of the lectures, measured." if worst < 1e-6 else ": NOT to float precision.") , ""]
+                  + (": a^l exactly, as a product of l layers predicts." if worst < 1e-6 else ": NOT to float precision.") , ""]
     return lines
 
 
@@ -296,7 +296,7 @@ class SignalSettings:
     jacobian_examples: int = 8
     lanczos_steps: int = 20
     probes: int = 8
-    # also the deep linear nets of the lectures (a^l), into signal/linear: seconds on any CPU
+    # also the deep linear nets whose signal scales as a^l, into signal/linear: seconds on any CPU
     linear: bool = True
     linear_depth: int = 50
     linear_scales: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])

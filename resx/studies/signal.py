@@ -1,6 +1,6 @@
 """Vanishing and exploding signals, and residual blocks whose Jacobian stays near the identity.
 
-The lecture's argument. A deep linear net y = W_l ... W_1 x with every W_i = aI computes a^l x: with a = 0.5 and
+The classic argument (Bengio, Simard, Frasconi 1994; Glorot and Bengio 2010). A deep linear net y = W_l ... W_1 x with every W_i = aI computes a^l x: with a = 0.5 and
 l = 50 that is 8.9e-16 x (the signal vanishes), with a = 1.5 it is 6.4e8 x (it explodes); the gradient flowing back,
 W_1^T ... W_l^T g, carries the same factor (Saxe et al. 2014, deep linear nets). A residual block h + F(h) has the
 Jacobian I + dF/dh, so while the branches' Jacobians are small the product of the block Jacobians stays near the
@@ -99,7 +99,7 @@ from resx.studies.common import (MIN_BN_BATCH, analysis_batch, analysis_mode, ca
 
 SignalProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
-DEFAULT_LINEAR_SCALES = (0.5, 1.0, 1.5)  # the lecture's a: vanishing, preserved, exploding
+DEFAULT_LINEAR_SCALES = (0.5, 1.0, 1.5)  # a: vanishing, preserved, exploding
 GAUSSIAN_CLASSES = 10
 BN_NOTE = ("eval mode: trained nets with their running statistics, fresh nets with statistics estimated on the "
            "analysed batch (nothing learnt); the backward pass treats the statistics as constants")
@@ -495,7 +495,7 @@ def _fresh_entries(bases: Sequence[tuple[str, dict]], taken: set[str]) -> list[_
 
 
 def _linear_options(name: str, scale: float | Sequence[float] | None, init_scheme: str | None) -> list[dict]:
-    """The linear-net options to sweep: one per scale (default: the lecture's 0.5, 1, 1.5), with the init scheme."""
+    """The linear-net options to sweep: one per scale (default: 0.5, 1, 1.5), with the init scheme."""
     from resx.models import get_model_spec
 
     if get_model_spec(name).family != "linear":
