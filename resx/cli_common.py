@@ -28,6 +28,9 @@ DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where da
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML experiment file (experiments/*.yaml).")]
+# the studies of trained nets (lesion, paths, landscape, signal) refuse a run that is still training or was trained
+# on other data than the study is asked to use, unless told
+ForceOpt = Annotated[bool, typer.Option("--force", help="Study runs that are not finished, or on another dataset than their own.")]
 
 
 def user_errors(fn: Callable) -> Callable:

@@ -19,11 +19,7 @@ BENCH_COLUMNS = ("model", "method", "batch_size", "images_per_second")
 
 
 def read_bench(folder: str | Path) -> pd.DataFrame | None:
-    frame = read_csv(Path(folder) / "bench.csv", BENCH_COLUMNS)
-    if frame is not None:
-        frame["model"] = frame["model"].astype(str)
-        frame["method"] = frame["method"].astype(str)
-    return frame
+    return read_csv(Path(folder) / "bench.csv", BENCH_COLUMNS)
 
 
 def _group_label(frame: pd.DataFrame) -> pd.Series:

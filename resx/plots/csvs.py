@@ -20,8 +20,13 @@ _TRUE = {"true", "1", "yes", "y", "t", "residual"}
 _FALSE = {"false", "0", "no", "n", "f", "plain", ""}
 
 
+# Columns every study writes with one meaning, so that read_csv gives them one type wherever they stand: flags
+# (True/False, true/false or 1/0 in the file), names, and whole numbers.
+BOOL_COLUMNS = frozenset({"residual", "downsampling", "trained", "finished"})
+NAME_COLUMNS = frozenset({"model", "method", "run", "family"})
+INTEGER_COLUMNS = frozenset({"depth", "dims"})
 # Required columns that hold text (names) or booleans; every other required column must hold numbers.
-TEXT_COLUMNS = frozenset({"model", "method", "run", "family", "residual", "downsampling", "trained", "finished"})
+TEXT_COLUMNS = BOOL_COLUMNS | NAME_COLUMNS
 # Set while plot_results runs: notes about CSVs that were read but had nothing to draw (see `collecting_notes`).
 _notes: list[str] | None = None
 
@@ -40,7 +45,8 @@ def collecting_notes() -> Iterator[list[str]]:
 def read_csv(path: str | Path, required: Sequence[str]) -> pd.DataFrame | None:
     """The CSV at `path`, or None if it is absent or has a header but no rows (noted, see `collecting_notes`).
     ResxError naming the file and the problem if it is empty, cut in the middle of a row, lacks a required column,
-    holds text in a numeric column, or has no value at all in a required numeric column."""
+    holds text in a numeric column, or has no value at all in a required numeric column. The shared columns come
+    typed, whether required or not: flags as bool, names as str, depths and dims as int."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -76,6 +82,19 @@ def read_csv(path: str | Path, required: Sequence[str]) -> pd.DataFrame | None:
             values = numbers
         if values.isna().all():
             raise ResxError(f"{path}: column {column!r} has no value in any row (all empty or NaN)")
+    return _typed(frame, path)
+
+
+def _typed(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    for column in frame.columns:
+        if column in BOOL_COLUMNS:
+            frame[column] = as_bool(frame[column], path, column)
+        elif column in NAME_COLUMNS:
+            frame[column] = frame[column].astype(str)
+        elif column in INTEGER_COLUMNS:
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            if numbers.notna().all():  # else left for the reader to drop or report the rows without one
+                frame[column] = numbers.astype(int)
     return frame
 
 

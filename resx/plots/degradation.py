@@ -21,7 +21,7 @@ import pandas as pd
 
 from resx import reference
 from resx.plots import style
-from resx.plots.csvs import as_bool, read_csv
+from resx.plots.csvs import read_csv
 
 CURVES_COLUMNS = ("model", "residual", "depth", "seed", "epoch", "iteration", "train_error", "test_error")
 SUMMARY_COLUMNS = (
@@ -31,14 +31,8 @@ SUMMARY_COLUMNS = (
 
 
 def read_curves(folder: str | Path) -> pd.DataFrame | None:
-    path = Path(folder) / "curves.csv"
-    curves = read_csv(path, CURVES_COLUMNS)
-    if curves is not None:
-        curves["residual"] = as_bool(curves["residual"], path, "residual")
-        curves["depth"] = curves["depth"].astype(int)
-        if "finished" in curves.columns:  # written since resx marks unfinished runs
-            curves["finished"] = as_bool(curves["finished"], path, "finished")
-    return curves
+    """curves.csv (its optional `finished` column, written since resx marks unfinished runs, comes as bool)."""
+    return read_csv(Path(folder) / "curves.csv", CURVES_COLUMNS)
 
 
 ITERATION_COLUMNS = ("model", "residual", "depth", "seed", "iteration", "train_error")
@@ -46,23 +40,11 @@ ITERATION_COLUMNS = ("model", "residual", "depth", "seed", "iteration", "train_e
 
 def read_iteration_curves(folder: str | Path) -> pd.DataFrame | None:
     """iteration_curves.csv (the training error over a window of batches, against iterations), if present."""
-    path = Path(folder) / "iteration_curves.csv"
-    if not path.exists():
-        return None
-    frame = read_csv(path, ITERATION_COLUMNS)
-    if frame is not None:
-        frame["residual"] = as_bool(frame["residual"], path, "residual")
-        frame["depth"] = frame["depth"].astype(int)
-    return frame
+    return read_csv(Path(folder) / "iteration_curves.csv", ITERATION_COLUMNS)
 
 
 def read_summary(folder: str | Path) -> pd.DataFrame | None:
-    path = Path(folder) / "summary.csv"
-    summary = read_csv(path, SUMMARY_COLUMNS)
-    if summary is not None:
-        summary["residual"] = as_bool(summary["residual"], path, "residual")
-        summary["depth"] = summary["depth"].astype(int)
-    return summary
+    return read_csv(Path(folder) / "summary.csv", SUMMARY_COLUMNS)
 
 
 def seed_means(curves: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from resx.plots import style
-from resx.plots.csvs import as_bool, read_csv
+from resx.plots.csvs import read_csv
 
 CSV_NAME = "landscape.csv"
 # The contract with users' scripts: these columns, in this order; extra columns follow them.
@@ -50,8 +50,6 @@ def read_landscape(folder: str | Path) -> pd.DataFrame | None:
     frame = read_csv(path, REQUIRED_COLUMNS)
     if frame is None:
         return None
-    frame["residual"] = as_bool(frame["residual"], path, "residual")
-    frame["run"] = frame["run"].astype(str)
     frame["y"] = pd.to_numeric(frame["y"], errors="coerce").fillna(0.0) if "y" in frame.columns else 0.0
     if "loss_se" not in frame.columns:
         frame["loss_se"] = np.nan

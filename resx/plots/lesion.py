@@ -20,7 +20,7 @@ import pandas as pd
 
 from resx import reference
 from resx.plots import style
-from resx.plots.csvs import as_bool, read_csv
+from resx.plots.csvs import read_csv
 from resx.stats import mean_std
 
 SINGLE_COLUMNS = ("run", "block", "downsampling", "test_error", "baseline_error")
@@ -29,26 +29,15 @@ SWAP_COLUMNS = ("run", "kendall_tau", "test_error")
 
 
 def read_single(folder: str | Path) -> pd.DataFrame | None:
-    path = Path(folder) / "lesion_single.csv"
-    frame = read_csv(path, SINGLE_COLUMNS)
-    if frame is not None:
-        frame["downsampling"] = as_bool(frame["downsampling"], path, "downsampling")
-        frame["run"] = frame["run"].astype(str)
-    return frame
+    return read_csv(Path(folder) / "lesion_single.csv", SINGLE_COLUMNS)
 
 
 def read_delete_k(folder: str | Path) -> pd.DataFrame | None:
-    frame = read_csv(Path(folder) / "lesion_delete_k.csv", DELETE_K_COLUMNS)
-    if frame is not None:
-        frame["run"] = frame["run"].astype(str)
-    return frame
+    return read_csv(Path(folder) / "lesion_delete_k.csv", DELETE_K_COLUMNS)
 
 
 def read_swap(folder: str | Path) -> pd.DataFrame | None:
-    frame = read_csv(Path(folder) / "lesion_swap.csv", SWAP_COLUMNS)
-    if frame is not None:
-        frame["run"] = frame["run"].astype(str)
-    return frame
+    return read_csv(Path(folder) / "lesion_swap.csv", SWAP_COLUMNS)
 
 
 def delete_k_means(frame: pd.DataFrame) -> pd.DataFrame:

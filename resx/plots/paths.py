@@ -21,7 +21,7 @@ import pandas as pd
 
 from resx import reference
 from resx.plots import style
-from resx.plots.csvs import as_bool, read_csv
+from resx.plots.csvs import read_csv
 from resx.studies.path_window import distribution_centre, effective_window  # also imported from here
 
 DISTRIBUTION_COLUMNS = ("k", "fraction")
@@ -46,13 +46,7 @@ def read_total(folder: str | Path) -> pd.DataFrame | None:
 
 
 def read_block_gradients(folder: str | Path) -> pd.DataFrame | None:
-    path = Path(folder) / "block_gradients.csv"
-    frame = read_csv(path, BLOCK_COLUMNS)
-    if frame is not None:
-        frame["residual"] = as_bool(frame["residual"], path, "residual")
-        frame["trained"] = as_bool(frame["trained"], path, "trained")
-        frame["run"] = frame["run"].astype(str)
-    return frame
+    return read_csv(Path(folder) / "block_gradients.csv", BLOCK_COLUMNS)
 
 
 def _corner_note(ax, text: str) -> None:

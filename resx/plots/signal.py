@@ -47,7 +47,7 @@ def read_layers(folder: str | Path) -> pd.DataFrame | None:
     missing = [c for c in LAYER_COLUMNS if c not in frame.columns]
     if missing:
         raise ResxError(f"{path}: missing column {missing[0]!r} (needs {', '.join(LAYER_COLUMNS)})")
-    return _tidy(frame, path)
+    return _tidy(frame)
 
 
 def read_jacobians(folder: str | Path) -> pd.DataFrame | None:
@@ -60,8 +60,8 @@ def read_jacobians(folder: str | Path) -> pd.DataFrame | None:
     if missing:
         raise ResxError(f"{path}: missing column {missing[0]!r} (needs {', '.join(JACOBIAN_COLUMNS)})")
     if "checkpoint" not in frame.columns:
-        frame["checkpoint"] = np.where(as_bool(frame["trained"], path, "trained"), "checkpoint.pt", "init")
-    return _tidy(frame, path)
+        frame["checkpoint"] = np.where(frame["trained"], "checkpoint.pt", "init")
+    return _tidy(frame)
 
 
 def read_info(folder: str | Path) -> dict:
@@ -72,10 +72,7 @@ def read_info(folder: str | Path) -> dict:
         return {}
 
 
-def _tidy(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    frame["residual"] = as_bool(frame["residual"], path, "residual")
-    frame["trained"] = as_bool(frame["trained"], path, "trained")
-    frame["run"] = frame["run"].astype(str)
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     frame["checkpoint"] = frame["checkpoint"].fillna("").astype(str)
     for column in frame.columns:
         if column.endswith("_rms") or column in ("sigma_max", "sigma_min_est", "dist_identity"):

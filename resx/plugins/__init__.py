@@ -52,6 +52,15 @@ class OutputFile:
         return fnmatch.fnmatchcase(file_name, self.name)
 
 
+# What `resx plot --format` may write (resx.plots.style.check_formats): a study's figures come in any of them.
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def figure_files(*stems: str) -> tuple[OutputFile, ...]:
+    """The files of figures `stems` (names or patterns such as lesion_*) in every format `resx plot` draws."""
+    return tuple(OutputFile(f"{stem}.{fmt}") for stem in stems for fmt in FIGURE_FORMATS)
+
+
 @dataclass
 class StageContext:
     """What a reproduce stage gets: the profile's resolved training config, where to write, and the runs that the

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plugins import OutputFile, Study, lazy, register
+from resx.plugins import OutputFile, Study, figure_files, lazy, register
 
 BENCH_COLUMNS = (
     "model", "method", "batch_size", "images_per_second", "peak_memory_mb", "concurrency", "device_name", "seconds",
@@ -119,7 +119,7 @@ STUDY = register(Study(
         OutputFile("bench.csv", BENCH_COLUMNS, "median images/s per model and method, with min and max"),
         OutputFile("bench_rounds.csv", ROUND_COLUMNS, "every timed round", marks_study=False),
         OutputFile("bench_info.json", about="machine, settings, the common recipe's worker counts tried"),
-        OutputFile("bench.png"), OutputFile("bench.pdf"), OutputFile("bench.svg"),
+        *figure_files("bench"),
     ),
     plot=lazy("resx.plots.bench", "plot_bench"),
     report=bench_section,

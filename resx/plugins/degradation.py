@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, is_number, heading, markdown_table, pct, pct_pm
-from resx.plugins import OutputFile, StageContext, Study, lazy, register
+from resx.plugins import OutputFile, StageContext, Study, figure_files, lazy, register
 
 if TYPE_CHECKING:  # pandas is imported inside the functions that need it
     import pandas as pd
@@ -239,7 +239,7 @@ STUDY = register(Study(
                    marks_study=False),
         OutputFile("grid_info.json", about="the grid's settings and timings"),
         OutputFile("grid_info-shard*.json", about="one per shard of a sharded grid"),
-        *(OutputFile(f"{stem}.{fmt}") for stem in ("degradation_curves", "error_vs_depth") for fmt in ("png", "pdf", "svg")),
+        *figure_files("degradation_curves", "error_vs_depth"),
     ),
     plot=lazy("resx.plots.degradation", "plot_degradation"),
     report=degradation_section,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 from resx.markdown import DASH, duration, figures, heading, markdown_table, pct
-from resx.plugins import OutputFile, StageContext, Study, lazy, register
+from resx.plugins import OutputFile, StageContext, Study, figure_files, lazy, register
 
 # The study's files (users' scripts rely on the CSVs' columns, in this order; extra columns follow them).
 INFO_NAME = "landscape_info.json"
@@ -70,7 +70,7 @@ def landscape_command() -> Callable[..., Any]:
     import typer
 
     from resx.atomic import check_output_folder
-    from resx.cli_common import CountingProgress, DataDirOpt, DataOpt, DeviceOpt, SeedOpt, user_errors
+    from resx.cli_common import CountingProgress, DataDirOpt, DataOpt, DeviceOpt, ForceOpt, SeedOpt, user_errors
     from resx.options import check_numbers
 
     @user_errors
@@ -96,7 +96,7 @@ def landscape_command() -> Callable[..., Any]:
         seed: SeedOpt = None,
         out: Annotated[Path, typer.Option("--out", help="Folder for landscape.csv, landscape_info.json and the figures.")] = Path("results/landscape"),
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier landscape study in --out (by default it is resumed when its settings match).")] = False,
-        force: Annotated[bool, typer.Option("--force", help="Measure runs that are not finished, or on another dataset than their own.")] = False,
+        force: ForceOpt = False,
     ) -> None:
         """Loss surfaces around trained nets along filter-normalised random directions (Li et al. 2018, Fig. 1 and 5)."""
         from resx.studies.landscape import run_landscape
@@ -331,9 +331,7 @@ STUDY = register(Study(
         OutputFile("landscape.csv", columns=CSV_COLUMNS,
                    about="one row per run and grid point: training loss, error and the loss's standard error"),
         OutputFile("landscape_info.json", about="the settings, per run the centre loss and seconds per point"),
-        OutputFile("landscape_*.png"),
-        OutputFile("landscape_*.pdf"),
-        OutputFile("landscape_*.svg"),
+        *figure_files("landscape_*"),
     ),
     plot=lazy("resx.plots.landscape", "plot_landscape"),
     report=landscape_section,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, heading, markdown_table, pct, pct_pm
-from resx.plugins import OutputFile, StageContext, Study, lazy, register
+from resx.plugins import OutputFile, StageContext, Study, figure_files, lazy, register
 
 if TYPE_CHECKING:  # pandas is imported inside the functions that need it
     import pandas as pd
@@ -28,7 +28,7 @@ def lesion_command() -> Callable[..., Any]:
     from rich.table import Table
 
     from resx.atomic import check_output_folder
-    from resx.cli_common import CountingProgress, DataDirOpt, DataOpt, DeviceOpt, SeedOpt, console, user_errors
+    from resx.cli_common import CountingProgress, DataDirOpt, DataOpt, DeviceOpt, ForceOpt, SeedOpt, console, user_errors
     from resx.options import check_numbers
 
     @user_errors
@@ -47,7 +47,7 @@ def lesion_command() -> Callable[..., Any]:
         cache_mb: Annotated[Optional[int], typer.Option("--cache-mb", help="Memory for cached activations (default: automatic; 0: off).")] = None,
         out: Annotated[Path, typer.Option(help="Folder for lesion_*.csv and lesion_info.json.")] = Path("results/lesion"),
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier lesion study in --out.")] = False,
-        force: Annotated[bool, typer.Option("--force", help="Lesion runs that are not finished, or on another dataset than their own.")] = False,
+        force: ForceOpt = False,
     ) -> None:
         """Delete and reorder blocks of trained nets at test time (Veit et al. 2016, §4, Figs. 3 and 5)."""
         from resx.studies.lesion import run_lesion
@@ -230,7 +230,7 @@ STUDY = register(Study(
         OutputFile("lesion_delete_k.csv", DELETE_K_COLUMNS, "test error with k random blocks deleted (Fig. 5a)"),
         OutputFile("lesion_swap.csv", SWAP_COLUMNS, "test error after random swaps of blocks (Fig. 5b)"),
         OutputFile("lesion_info.json", about="settings, timings, skipped studies"),
-        OutputFile("lesion_*.png"), OutputFile("lesion_*.pdf"), OutputFile("lesion_*.svg"),
+        *figure_files("lesion_*"),
     ),
     plot=lazy("resx.plots.lesion", "plot_lesion"),
     report=lesion_section,

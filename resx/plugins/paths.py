@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plugins import OutputFile, StageContext, Study, lazy, register
+from resx.plugins import OutputFile, StageContext, Study, figure_files, lazy, register
 
 if TYPE_CHECKING:  # pandas is imported inside the functions that need it
     import pandas as pd
@@ -28,7 +28,7 @@ def paths_command() -> Callable[..., Any]:
     from rich.table import Table
 
     from resx.atomic import check_output_folder
-    from resx.cli_common import CountingProgress, DataDirOpt, DataOpt, DeviceOpt, SeedOpt, console, pct, user_errors
+    from resx.cli_common import CountingProgress, DataDirOpt, DataOpt, DeviceOpt, ForceOpt, SeedOpt, console, pct, user_errors
     from resx.options import check_numbers
 
     @user_errors
@@ -47,7 +47,7 @@ def paths_command() -> Callable[..., Any]:
         device: DeviceOpt = "auto",
         seed: SeedOpt = None,
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier paths study in --out.")] = False,
-        force: Annotated[bool, typer.Option("--force", help="Analyse runs that are not finished, or on another dataset than their own.")] = False,
+        force: ForceOpt = False,
     ) -> None:
         """Gradient per path length and per block: which paths of a residual net carry the gradient."""
         from resx.studies.paths import run_paths
@@ -204,7 +204,7 @@ STUDY = register(Study(
         OutputFile("path_total_gradient.csv", TOTAL_COLUMNS, "total gradient of all paths of length k (Fig. 6c)"),
         OutputFile("block_gradients.csv", BLOCK_COLUMNS, "gradient norm reaching each block"),
         OutputFile("paths_info.json", about="settings, the effective window, timings"),
-        *(OutputFile(f"{stem}.{fmt}") for stem in ("paths", "block_gradients") for fmt in ("png", "pdf", "svg")),
+        *figure_files("paths", "block_gradients"),
     ),
     plot=lazy("resx.plots.paths", "plot_paths"),
     report=paths_section,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plugins import OutputFile, StageContext, Study, lazy, register
+from resx.plugins import OutputFile, StageContext, Study, figure_files, lazy, register
 
 # The study's files (users' scripts rely on the CSVs' columns, in this order; extra columns follow them).
 LAYER_COLUMNS = ("run", "residual", "trained", "checkpoint", "layer", "kind", "activation_rms", "grad_input_rms",
@@ -45,7 +45,7 @@ def signal_command() -> Callable[..., Any]:
     import typer
 
     from resx.atomic import check_output_folder
-    from resx.cli_common import CountingProgress, DataDirOpt, DataOpt, DeviceOpt, SeedOpt, console, int_list, user_errors
+    from resx.cli_common import CountingProgress, DataDirOpt, DataOpt, DeviceOpt, ForceOpt, SeedOpt, console, int_list, user_errors
     from resx.options import check_numbers, float_list
 
     @user_errors
@@ -71,7 +71,7 @@ def signal_command() -> Callable[..., Any]:
         seed: SeedOpt = None,
         out: Annotated[Path, typer.Option("--out", help="Folder for the CSVs, signal_info.json and the figures.")] = Path("results/signal"),
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier signal study in --out.")] = False,
-        force: Annotated[bool, typer.Option("--force", help="Analyse runs that are not finished, or on another dataset than their own.")] = False,
+        force: ForceOpt = False,
     ) -> None:
         """Vanishing/exploding signals per layer, and how near the identity each block's Jacobian is (He et al. 2016 §3)."""
         from resx.studies.signal import run_signal
@@ -331,7 +331,7 @@ STUDY = register(Study(
         OutputFile("signal_layers.csv", LAYER_COLUMNS, "per weighted layer and block: activation and gradient RMS"),
         OutputFile("block_jacobians.csv", JACOBIAN_COLUMNS, "per block: Jacobian singular values, distance from I"),
         OutputFile(INFO_NAME, about="settings, device, precision, timings, whole-stack sigma_max, linear nets vs a^l"),
-        *(OutputFile(f"{stem}.{fmt}") for stem in FIGURES for fmt in ("png", "pdf", "svg")),
+        *figure_files(*FIGURES),
     ),
     plot=lazy("resx.plots.signal", "plot_signal"),
     report=signal_section,
