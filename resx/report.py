@@ -132,7 +132,11 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
                                *[info.get(k, DASH) for k in extra_keys]])
         total = sum(float(i["seconds"]) for i in stages.values() if isinstance(i, dict) and is_number(i.get("seconds")))
         lines += ["Wall time per stage:", "", markdown_table(["stage", "wall time", *extra_keys], stage_rows), ""]
-        if total:
+        killed = sum(int(i.get("killed_attempts") or 0) for i in stages.values() if is_number(i.get("killed_attempts")))
+        if total and killed:
+            lines += [f"Total: at least {duration(total)} ({killed} attempt(s) of a stage were killed before they "
+                      "could record their time; a stage's seconds sum its other attempts).", ""]
+        elif total:
             lines += [f"Total: {duration(total)}.", ""]
 
     if read:

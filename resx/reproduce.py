@@ -1,7 +1,8 @@
 """`make reproduce` / `resx reproduce`: the whole study in one resumable command.
 
-Stages (each recorded in OUT/stages.json with its wall time; a rerun skips the finished ones, and inside a stage
-finished runs are skipped and interrupted ones resume from their checkpoints), in order:
+Stages (each recorded in OUT/stages.json with its wall time, summed over the attempts of a stage that was stopped
+and resumed; a rerun skips the finished ones, and inside a stage finished runs are skipped and interrupted ones
+resume from their checkpoints), in order:
   degradation  compare-plain grid, plain and residual 20/32/44/56 plus ResNet-110 (He et al. 2015 Fig. 6)
   deep-nets    a deep residual net (pre-activation ResNet-110, as Veit's) with and without stochastic depth
   lesion       Veit et al. 2016 §4 on both deep nets and on the grid's plain net
@@ -129,6 +130,45 @@ def _load_stages(out: Path) -> dict[str, Any]:
         return {}
 
 
+def run_stage(stages: dict[str, Any], name: str, fn: Callable[[], Any], stages_file: Path,
+              say: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter) -> None:
+    """Run one stage unless stages.json says it finished (the report is redrawn every time: a stage run now, e.g.
+    a study added since, must be in it), keeping in `stages` and the file its status and its wall time.
+
+    A stage that is stopped (Ctrl-C, SIGTERM, an error) and resumed later is timed over all its attempts: `seconds`
+    is their sum, so that it compares with a time target however often the run was stopped; `attempts` counts them
+    and `last_attempt_seconds` is the one that finished it. An attempt killed outright (SIGKILL, power loss) cannot
+    record its time: it is counted in `killed_attempts`, and `seconds` is then a lower bound (the run folders'
+    own clocks, e.g. metrics.csv's elapsed_seconds, still hold their share)."""
+    entry = stages.get(name, {})
+    status = entry.get("status")
+    if status == "finished" and name != "report":
+        say(f"stage {name}: finished earlier, skipped")
+        return
+    resumed = status in ("running", "stopped")  # "running" on arrival: the last attempt was killed outright
+    earlier = float(entry.get("earlier_seconds", 0.0)) if resumed else 0.0
+    attempts = int(entry.get("attempts", 1)) + 1 if resumed else 1
+    killed = int(entry.get("killed_attempts", 0)) + (status == "running") if resumed else 0
+    say(f"stage {name} ...")
+    start = clock()
+    progress = {"attempts": attempts, "earlier_seconds": round(earlier, 1), "killed_attempts": killed}
+    stages[name] = {"status": "running", **progress}
+    write_json_atomic(stages_file, stages)
+    try:
+        fn()
+    except BaseException:
+        stages[name] = {"status": "stopped", **progress, "earlier_seconds": round(earlier + clock() - start, 1)}
+        write_json_atomic(stages_file, stages)
+        raise
+    this = clock() - start
+    stages[name] = {"status": "finished", "seconds": round(earlier + this, 1), "attempts": attempts,
+                    "last_attempt_seconds": round(this, 1), "killed_attempts": killed}
+    write_json_atomic(stages_file, stages)
+    over = f" over {attempts} attempts" if attempts > 1 else ""
+    lost = f" (at least: {killed} attempt(s) killed before they could record their time)" if killed else ""
+    say(f"stage {name}: done in {earlier + this:.0f} s{over}{lost}")
+
+
 def reproduce(
     profile: str = "quick",
     *,
@@ -171,18 +211,7 @@ def reproduce(
                                                 **environment(dev)})
 
     def stage(name: str, fn: Callable[[], Any]) -> None:
-        # the report is redrawn on every run (seconds): a stage run now, e.g. a study added since, must be in it
-        if stages.get(name, {}).get("status") == "finished" and name != "report":
-            say(f"stage {name}: finished earlier, skipped")
-            return
-        say(f"stage {name} ...")
-        start = time.perf_counter()
-        stages[name] = {"status": "running"}
-        write_json_atomic(out / "stages.json", stages)
-        fn()
-        stages[name] = {"status": "finished", "seconds": round(time.perf_counter() - start, 1)}
-        write_json_atomic(out / "stages.json", stages)
-        say(f"stage {name}: done in {stages[name]['seconds']:.0f} s")
+        run_stage(stages, name, fn, out / "stages.json", say)
 
     context = StageContext(profile=path, train=train, device=str(dev), out=out, reproduce=settings,
                            deep_runs=deep_run_folders(settings, out, train.seed), overrides=overrides,

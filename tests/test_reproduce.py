@@ -51,3 +51,39 @@ def test_gpu_profiles_are_refused_on_the_cpu():
 def test_unknown_profile():
     result = runner.invoke(app, ["reproduce", "--profile", "huge"])
     assert result.exit_code != 0 and "unknown profile" in result.output
+
+
+def test_a_stage_is_timed_over_all_its_attempts(tmp_path):
+    """A stage stopped and resumed reports the sum of its attempts, and says when an attempt was killed untimed."""
+    from resx.reproduce import run_stage
+
+    ticks = iter([0.0, 30.0, 100.0, 110.0, 200.0, 205.0])  # start/end of three attempts
+    clock = lambda: next(ticks)  # noqa: E731
+    stages_file = tmp_path / "stages.json"
+    stages: dict = {}
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(stages, "degradation", interrupted, stages_file, say=lambda _: None, clock=clock)
+    assert json.loads(stages_file.read_text())["degradation"] == {
+        "status": "stopped", "attempts": 1, "earlier_seconds": 30.0, "killed_attempts": 0}
+    said: list[str] = []
+    run_stage(stages, "degradation", lambda: None, stages_file, say=said.append, clock=clock)
+    assert stages["degradation"] == {"status": "finished", "seconds": 40.0, "attempts": 2,
+                                     "last_attempt_seconds": 10.0, "killed_attempts": 0}
+    assert "done in 40 s over 2 attempts" in said[-1]
+    run_stage(stages, "degradation", lambda: None, stages_file, say=said.append, clock=clock)
+    assert "finished earlier, skipped" in said[-1]
+
+    # a stage found "running" was killed outright: its time is lost, and the total says it is a lower bound
+    stages = {"lesion": {"status": "running"}}
+    run_stage(stages, "lesion", lambda: None, stages_file, say=said.append, clock=clock)
+    assert stages["lesion"]["seconds"] == 5.0 and stages["lesion"]["killed_attempts"] == 1
+    assert stages["lesion"]["attempts"] == 2 and "at least" in said[-1]
+
+    from resx.report import write_report
+
+    write_report(tmp_path)
+    assert "Total: at least 5" in (tmp_path / "REPORT.md").read_text()
