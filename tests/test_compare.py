@@ -265,6 +265,33 @@ def test_verdict_compares_twins_at_the_deepest_depth_that_has_both():
     assert any(line.startswith("At depth 56: resnet56") for line in lines)
 
 
+@pytest.mark.parametrize("deep_test_error, seeds, outcome", [
+    (0.150, 1, "improve"),   # 0.7 points below: more than two runs of one recipe differ by
+    (0.1577, 1, "level"),    # 0.08 points above, one run each: says nothing
+    (0.1565, 1, "level"),    # 0.04 points below, one run each: nor does this
+    (0.165, 1, "worse"),
+    (0.1565, 3, "improve"),  # with seeds, their own spread is the judge (REPORT.md says when it is within it)
+])
+def test_whether_depth_helps_the_residual_nets(deep_test_error, seeds, outcome):
+    """He et al. 2015 Fig. 6 right: a single run each of ResNet-20 and ResNet-56 closer than runs of one recipe
+    land apart is a draw, not a verdict."""
+    from resx.plugins.degradation import degradation_verdicts, depth_helps
+    from resx.studies.degradation import verdict
+
+    std = 0.0 if seeds == 1 else 0.001
+    summary = pd.DataFrame([
+        dict(model="resnet20", residual=True, depth=20, seeds=seeds, final_train_error_mean=0.1287,
+             final_train_error_std=std, final_test_error_mean=0.1569, final_test_error_std=std),
+        dict(model="resnet56", residual=True, depth=56, seeds=seeds, final_train_error_mean=0.1256,
+             final_train_error_std=std, final_test_error_mean=deep_test_error, final_test_error_std=std),
+    ])
+    assert depth_helps(summary) == outcome
+    report_line = next(line for line in degradation_verdicts(summary) if "Residual nets" in line)
+    terminal_line = next(line for line in verdict(summary) if "Residual nets" in line)
+    words = {"improve": "improve with depth", "level": "test level at both depths", "worse": "not improve with depth"}
+    assert words[outcome] in report_line and words[outcome] in terminal_line.replace("NOT", "not")
+
+
 def test_resnet110_in_the_grid_gets_the_papers_warmup():
     """He et al. 2015 §4.2: ResNet-110 starts at lr 0.01 until training error < 80%; shallower nets do not."""
     from resx.config import TrainConfig

@@ -119,6 +119,16 @@ def compare(part: "pd.DataFrame", which: str) -> "tuple[pd.Series, pd.Series, fl
     return shallow, deep, diff, spread
 
 
+def depth_helps(residual: "pd.DataFrame") -> str:
+    """He et al. 2015 Fig. 6 right, for the residual rows of summary.csv: "improve" when the deepest net's final test
+    error is below the shallowest's, "level" when the two are single runs closer than runs of one recipe land
+    apart (reference.RUN_TO_RUN_SPREAD), "worse" otherwise. With seeds, their spread is judged in the report."""
+    _, _, diff, spread = compare(residual, "test")
+    if spread == 0 and abs(diff) <= reference.RUN_TO_RUN_SPREAD:
+        return "level"
+    return "improve" if diff < 0 else "worse"
+
+
 # --- REPORT.md -----------------------------------------------------------------------------------------------------
 def degradation_verdicts(summary: "pd.DataFrame") -> list[str]:
     """Does the degradation show (He et al. 2015 Fig. 6 left), and does depth help the residual nets (right)?"""
@@ -144,12 +154,17 @@ def degradation_verdicts(summary: "pd.DataFrame") -> list[str]:
     if residual["depth"].nunique() >= 2:
         shallow, deep, diff, spread = compare(residual, "test")
         _, _, train_diff, _ = compare(residual, "train")
-        better = diff < 0
+        outcome = depth_helps(residual)
+        claim = {"improve": "improve with depth", "worse": "do not improve with depth",
+                 "level": "test level at both depths"}[outcome]
         lines.append(
-            f"- **Residual nets {'improve' if better else 'do not improve'} with depth (He et al. Fig. 6, right; "
-            f"Table 6).** {deep['model']} ends at {pct(deep['final_test_error_mean'])}% test error, "
-            f"{shallow['model']} at {pct(shallow['final_test_error_mean'])}%"
-            + (within(diff, spread) if better else "")
+            f"- **Residual nets {claim} (He et al. Fig. 6, right; Table 6).** {deep['model']} ends at "
+            f"{pct(deep['final_test_error_mean'])}% test error, {shallow['model']} at "
+            f"{pct(shallow['final_test_error_mean'])}%"
+            + (within(diff, spread) if outcome == "improve" else "")
+            + (f": one run each, {100 * abs(diff):.2f} points apart, less than runs of one recipe differ by "
+               f"(±{100 * reference.RUN_TO_RUN_SPREAD:.1f} points for ResNet-56 in the public reproduction)"
+               if outcome == "level" else "")
             + f"; training error {'falls' if train_diff < 0 else 'rises'} with depth "
             f"({pct(shallow['final_train_error_mean'])}% → {pct(deep['final_train_error_mean'])}%).")
     else:

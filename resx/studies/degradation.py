@@ -21,7 +21,7 @@ import pandas as pd
 from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.config import TrainConfig, replace, train_config_from
 from resx.errors import ResxError
-from resx.plugins.degradation import CURVE_COLUMNS, ITERATION_CURVES, SUMMARY_COLUMNS, compare  # the study's declaration
+from resx.plugins.degradation import CURVE_COLUMNS, ITERATION_CURVES, SUMMARY_COLUMNS, compare, depth_helps  # the study's declaration
 from resx.stats import mean_std
 
 FAMILIES = {
@@ -354,9 +354,10 @@ def verdict(summary: pd.DataFrame) -> list[str]:
             )
         else:
             ta, tb = 100 * shallow["final_test_error_mean"], 100 * deep["final_test_error_mean"]
-            better = compare(part, "test")[2] < 0
+            claim = {"improve": "improve with depth", "worse": "do NOT improve with depth",
+                     "level": "test level at both depths (one run each, closer than two runs of one recipe)"}
             lines.append(
-                f"Residual nets {'improve' if better else 'do NOT improve'} with depth: {deep['model']} test error "
+                f"Residual nets {claim[depth_helps(part)]}: {deep['model']} test error "
                 f"{tb:.2f}% vs {ta:.2f}% for {shallow['model']}; training error {b:.2f}% vs {a:.2f}% "
                 "(He et al. 2015 Fig. 6 right)."
             )
