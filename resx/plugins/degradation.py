@@ -155,8 +155,9 @@ def degradation_verdicts(summary: "pd.DataFrame") -> list[str]:
         shallow, deep, diff, spread = compare(residual, "test")
         _, _, train_diff, _ = compare(residual, "train")
         outcome = depth_helps(residual)
+        trains = "trains better" if train_diff < 0 else "trains no better"
         claim = {"improve": "improve with depth", "worse": "do not improve with depth",
-                 "level": "test level at both depths"}[outcome]
+                 "level": f"test level at both depths; the deeper {trains}"}[outcome]
         lines.append(
             f"- **Residual nets {claim} (He et al. Fig. 6, right; Table 6).** {deep['model']} ends at "
             f"{pct(deep['final_test_error_mean'])}% test error, {shallow['model']} at "

@@ -354,8 +354,10 @@ def verdict(summary: pd.DataFrame) -> list[str]:
             )
         else:
             ta, tb = 100 * shallow["final_test_error_mean"], 100 * deep["final_test_error_mean"]
+            trains = "trains better" if train_diff < 0 else "trains NO better"
             claim = {"improve": "improve with depth", "worse": "do NOT improve with depth",
-                     "level": "test level at both depths (one run each, closer than two runs of one recipe)"}
+                     "level": f"test level at both depths (one run each, closer than two runs of one recipe), and the "
+                              f"deeper {trains}"}
             lines.append(
                 f"Residual nets {claim[depth_helps(part)]}: {deep['model']} test error "
                 f"{tb:.2f}% vs {ta:.2f}% for {shallow['model']}; training error {b:.2f}% vs {a:.2f}% "
