@@ -121,21 +121,25 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
             lines += ["`stages.json` could not be read.", ""]
         else:
             stages.update(data)
-    # Only finished stages with a wall time are stages (stages.json may also hold other entries).
-    stages = {k: v for k, v in stages.items() if isinstance(v, dict) and is_number(v.get("seconds"))}
+    # Stages are the entries with a wall time: `seconds` when finished, `earlier_seconds` (the attempts so far) when
+    # stopped or still running (stages.json may also hold other entries).
+    stages = {k: v for k, v in stages.items() if isinstance(v, dict)
+              and (is_number(v.get("seconds")) or is_number(v.get("earlier_seconds")))}
     if stages:
-        extra_keys = sorted({k for info in stages.values() if isinstance(info, dict) for k in info} - {"seconds"})
-        stage_rows = []
-        for name, info in stages.items():
-            info = info if isinstance(info, dict) else {"seconds": info}
-            stage_rows.append([name, duration(info.get("seconds")) if "seconds" in info else DASH,
-                               *[info.get(k, DASH) for k in extra_keys]])
-        total = sum(float(i["seconds"]) for i in stages.values() if isinstance(i, dict) and is_number(i.get("seconds")))
+        def spent(info: dict) -> float:
+            return float(info["seconds"]) if is_number(info.get("seconds")) else float(info["earlier_seconds"])
+
+        extra_keys = sorted({k for info in stages.values() for k in info} - {"seconds", "earlier_seconds"})
+        stage_rows = [[name, duration(spent(info)), *[info.get(k, DASH) for k in extra_keys]]
+                      for name, info in stages.items()]
+        total = sum(spent(info) for info in stages.values())
         lines += ["Wall time per stage:", "", markdown_table(["stage", "wall time", *extra_keys], stage_rows), ""]
-        killed = sum(int(i.get("killed_attempts") or 0) for i in stages.values() if is_number(i.get("killed_attempts")))
-        if total and killed:
-            lines += [f"Total: at least {duration(total)} ({killed} attempt(s) of a stage were killed before they "
-                      "could record their time; a stage's seconds sum its other attempts).", ""]
+        killed = sum(int(i["killed_attempts"]) for i in stages.values() if is_number(i.get("killed_attempts")))
+        unfinished = [name for name, info in stages.items() if info.get("status", "finished") != "finished"]
+        why = ([f"{killed} attempt(s) of a stage were killed before they could record their time"] if killed else []) \
+            + ([f"not finished: {', '.join(unfinished)}"] if unfinished else [])
+        if total and why:
+            lines += [f"Total: at least {duration(total)} ({'; '.join(why)}).", ""]
         elif total:
             lines += [f"Total: {duration(total)}.", ""]
 

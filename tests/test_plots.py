@@ -215,6 +215,20 @@ def test_bool_columns_written_as_text_or_numbers(tmp_path):
     assert_figures(plot_paths(tmp_path, formats="png"), tmp_path, ["paths", "block_gradients"], ("png",))
 
 
+def test_shared_columns_come_typed_and_rows_without_a_depth_are_left_out(tmp_path):
+    from resx.plots.csvs import collecting_notes, read_csv
+
+    path = tmp_path / "summary.csv"
+    path.write_text("model,residual,depth,final_test_error_mean\nresnet20,true,20,0.08\n,0,,0.2\nplain56,False,56.0,0.3\n")
+    with collecting_notes() as notes:
+        frame = read_csv(path, ["model", "residual", "depth", "final_test_error_mean"])
+    assert list(frame["depth"]) == [20, 56] and frame["depth"].dtype.kind == "i"
+    assert list(frame["residual"]) == [True, False] and list(frame["model"]) == ["resnet20", "plain56"]
+    assert any("1 row(s) without a depth" in note for note in notes)
+    path.write_text("run,residual,x\n,true,1\n")  # a missing name stays missing, not the text "nan"
+    assert read_csv(path, ["residual", "x"])["run"].isna().all()
+
+
 def test_plotting_never_imports_torch_typer_or_rich(tmp_path):
     results = write_example_results(tmp_path / "results")
     code = textwrap.dedent(f"""

@@ -87,3 +87,10 @@ def test_a_stage_is_timed_over_all_its_attempts(tmp_path):
 
     write_report(tmp_path)
     assert "Total: at least 5" in (tmp_path / "REPORT.md").read_text()
+
+    # a stage stopped and not yet resumed is in the table with its time so far, and the total is a lower bound
+    stages_file.write_text(json.dumps({"degradation": {"status": "stopped", "attempts": 1, "earlier_seconds": 30.0},
+                                       "lesion": {"status": "finished", "seconds": 5.0}}))
+    write_report(tmp_path)
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "| degradation | 30.0 s |" in text and "Total: at least 35" in text and "not finished: degradation" in text

@@ -82,20 +82,26 @@ def read_csv(path: str | Path, required: Sequence[str]) -> pd.DataFrame | None:
             values = numbers
         if values.isna().all():
             raise ResxError(f"{path}: column {column!r} has no value in any row (all empty or NaN)")
-    return _typed(frame, path)
+    return _typed(frame, path, required)
 
 
-def _typed(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, path: Path, required: Sequence[str]) -> pd.DataFrame | None:
+    """The shared columns typed; a row without a required whole number (a depth) cannot be placed, so it is
+    dropped and noted."""
     for column in frame.columns:
         if column in BOOL_COLUMNS:
             frame[column] = as_bool(frame[column], path, column)
-        elif column in NAME_COLUMNS:
-            frame[column] = frame[column].astype(str)
+        elif column in NAME_COLUMNS:  # names as text; a missing one stays missing (not the text "nan")
+            frame[column] = frame[column].where(frame[column].isna(), frame[column].astype(str))
         elif column in INTEGER_COLUMNS:
             numbers = pd.to_numeric(frame[column], errors="coerce")
-            if numbers.notna().all():  # else left for the reader to drop or report the rows without one
+            if column in required and numbers.isna().any():
+                if _notes is not None:
+                    _notes.append(f"{path}: {int(numbers.isna().sum())} row(s) without a {column}, left out")
+                frame, numbers = frame[numbers.notna()].reset_index(drop=True), numbers.dropna().reset_index(drop=True)
+            if numbers.notna().all():  # an optional column with gaps stays as it is, for its reader
                 frame[column] = numbers.astype(int)
-    return frame
+    return frame if len(frame) else None
 
 
 def _check_not_cut(path: Path, raw: bytes) -> None:

@@ -119,14 +119,58 @@ def compare(part: "pd.DataFrame", which: str) -> "tuple[pd.Series, pd.Series, fl
     return shallow, deep, diff, spread
 
 
-def depth_helps(residual: "pd.DataFrame") -> str:
-    """He et al. 2015 Fig. 6 right, for the residual rows of summary.csv: "improve" when the deepest net's final test
-    error is below the shallowest's, "level" when the two are single runs closer than runs of one recipe land
-    apart (reference.RUN_TO_RUN_SPREAD), "worse" otherwise. With seeds, their spread is judged in the report."""
-    _, _, diff, spread = compare(residual, "test")
-    if spread == 0 and abs(diff) <= reference.RUN_TO_RUN_SPREAD:
+def single_runs(part: "pd.DataFrame") -> bool:
+    """Whether the shallowest or the deepest net of `part` is a single run (no spread over seeds to judge by)."""
+    part = part.sort_values("depth")
+    ends = part.iloc[[0, -1]]
+    if "seeds" in ends.columns and ends["seeds"].notna().all():
+        return bool((ends["seeds"] <= 1).any())
+    return compare(part, "test")[3] == 0
+
+
+def two_run_noise() -> float:
+    """How far apart two runs of one recipe land: runs spread about ±reference.RUN_TO_RUN_SPREAD each, so the
+    difference of two independent runs about sqrt(2) times that."""
+    import math
+
+    return math.sqrt(2) * reference.RUN_TO_RUN_SPREAD
+
+
+def depth_effect(part: "pd.DataFrame", which: str) -> str:
+    """What depth does to the final `which` (train/test) error of `part`'s nets (rows of summary.csv), deep against
+    shallow: "lower", "higher", or "level" when the difference says nothing: single runs closer than two runs of
+    one recipe land apart (two_run_noise), or seeds whose spread covers it."""
+    _, _, diff, spread = compare(part, which)
+    margin = two_run_noise() if single_runs(part) else spread
+    if abs(diff) <= margin:
         return "level"
-    return "improve" if diff < 0 else "worse"
+    return "lower" if diff < 0 else "higher"
+
+
+def depth_helps(residual: "pd.DataFrame") -> str:
+    """He et al. 2015 Fig. 6 right, for the residual rows of summary.csv: "improve" when the deepest net tests
+    better than the shallowest, "worse" when it tests worse, "level" when the difference says nothing
+    (depth_effect)."""
+    return {"lower": "improve", "higher": "worse", "level": "level"}[depth_effect(residual, "test")]
+
+
+def residual_claim(residual: "pd.DataFrame") -> str:
+    """The headline of He et al. Fig. 6 right, the same words on the terminal and in REPORT.md."""
+    outcome = depth_helps(residual)
+    if outcome != "level":
+        return {"improve": "improve with depth", "worse": "do not improve with depth"}[outcome]
+    trains = {"lower": "the deeper trains better", "higher": "the deeper trains worse",
+              "level": "and train level too"}[depth_effect(residual, "train")]
+    return f"test level at both depths{'; ' if trains.startswith('the') else ' '}{trains}"
+
+
+def level_reason(part: "pd.DataFrame") -> str:
+    """The sentence that says why a difference between `part`'s shallowest and deepest net is called level."""
+    if single_runs(part):
+        return (f"One run each: two runs of one recipe differ by about {100 * two_run_noise():.1f} points (runs of "
+                f"ResNet-56 spread ±{100 * reference.RUN_TO_RUN_SPREAD:.1f} in the public reproduction), so a smaller "
+                "difference says nothing about which net is better.")
+    return "The seeds' spread covers the difference called level."
 
 
 # --- REPORT.md -----------------------------------------------------------------------------------------------------
@@ -154,20 +198,13 @@ def degradation_verdicts(summary: "pd.DataFrame") -> list[str]:
     if residual["depth"].nunique() >= 2:
         shallow, deep, diff, spread = compare(residual, "test")
         _, _, train_diff, _ = compare(residual, "train")
-        outcome = depth_helps(residual)
-        trains = "trains better" if train_diff < 0 else "trains no better"
-        claim = {"improve": "improve with depth", "worse": "do not improve with depth",
-                 "level": f"test level at both depths; the deeper {trains}"}[outcome]
+        level = any(depth_effect(residual, w) == "level" for w in ("test", "train"))
         lines.append(
-            f"- **Residual nets {claim} (He et al. Fig. 6, right; Table 6).** {deep['model']} ends at "
-            f"{pct(deep['final_test_error_mean'])}% test error, {shallow['model']} at "
-            f"{pct(shallow['final_test_error_mean'])}%"
-            + (within(diff, spread) if outcome == "improve" else "")
-            + (f": one run each, {100 * abs(diff):.2f} points apart, less than runs of one recipe differ by "
-               f"(±{100 * reference.RUN_TO_RUN_SPREAD:.1f} points for ResNet-56 in the public reproduction)"
-               if outcome == "level" else "")
-            + f"; training error {'falls' if train_diff < 0 else 'rises'} with depth "
-            f"({pct(shallow['final_train_error_mean'])}% → {pct(deep['final_train_error_mean'])}%).")
+            f"- **Residual nets {residual_claim(residual)} (He et al. Fig. 6, right; Table 6).** {deep['model']} ends "
+            f"at {pct(deep['final_test_error_mean'])}% test error, {shallow['model']} at "
+            f"{pct(shallow['final_test_error_mean'])}% ({100 * abs(diff):.2f} points apart); training error "
+            f"{'falls' if train_diff < 0 else 'rises'} with depth ({pct(shallow['final_train_error_mean'])}% → "
+            f"{pct(deep['final_train_error_mean'])}%)." + (f" {level_reason(residual)}" if level else ""))
     else:
         lines.append("- Residual vs depth: needs residual nets of at least two depths.")
     seeds = summary["seeds"] if "seeds" in summary.columns else None

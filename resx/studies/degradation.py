@@ -21,7 +21,7 @@ import pandas as pd
 from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.config import TrainConfig, replace, train_config_from
 from resx.errors import ResxError
-from resx.plugins.degradation import CURVE_COLUMNS, ITERATION_CURVES, SUMMARY_COLUMNS, compare, depth_helps  # the study's declaration
+from resx.plugins.degradation import CURVE_COLUMNS, ITERATION_CURVES, SUMMARY_COLUMNS, compare, depth_effect, level_reason, residual_claim  # the study's declaration
 from resx.stats import mean_std
 
 FAMILIES = {
@@ -354,14 +354,12 @@ def verdict(summary: pd.DataFrame) -> list[str]:
             )
         else:
             ta, tb = 100 * shallow["final_test_error_mean"], 100 * deep["final_test_error_mean"]
-            trains = "trains better" if train_diff < 0 else "trains NO better"
-            claim = {"improve": "improve with depth", "worse": "do NOT improve with depth",
-                     "level": f"test level at both depths (one run each, closer than two runs of one recipe), and the "
-                              f"deeper {trains}"}
+            claim = residual_claim(part).replace("do not", "do NOT")
+            level = any(depth_effect(part, w) == "level" for w in ("test", "train"))
             lines.append(
-                f"Residual nets {claim[depth_helps(part)]}: {deep['model']} test error "
+                f"Residual nets {claim}: {deep['model']} test error "
                 f"{tb:.2f}% vs {ta:.2f}% for {shallow['model']}; training error {b:.2f}% vs {a:.2f}% "
-                "(He et al. 2015 Fig. 6 right)."
+                "(He et al. 2015 Fig. 6 right)." + (f" {level_reason(part)}" if level else "")
             )
     # The deepest depth with both twins (a grid with ResNet-110 has no plain-110).
     paired = [d for d, g in summary.groupby("depth") if g["residual"].nunique() == 2] if len(summary) else []
