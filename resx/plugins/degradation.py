@@ -159,9 +159,14 @@ def residual_claim(residual: "pd.DataFrame") -> str:
     outcome = depth_helps(residual)
     if outcome != "level":
         return {"improve": "improve with depth", "worse": "do not improve with depth"}[outcome]
-    trains = {"lower": "the deeper trains better", "higher": "the deeper trains worse",
-              "level": "and train level too"}[depth_effect(residual, "train")]
-    return f"test level at both depths{'; ' if trains.startswith('the') else ' '}{trains}"
+    trains = {"lower": "; the deeper trains better", "higher": "; the deeper trains worse",
+              "level": " and train level too"}[depth_effect(residual, "train")]
+    return f"test level at both depths{trains}"
+
+
+def any_level(part: "pd.DataFrame") -> bool:
+    """Whether the test or the training error of `part`'s shallowest and deepest net is called level."""
+    return any(depth_effect(part, which) == "level" for which in ("test", "train"))
 
 
 def level_reason(part: "pd.DataFrame") -> str:
@@ -198,7 +203,7 @@ def degradation_verdicts(summary: "pd.DataFrame") -> list[str]:
     if residual["depth"].nunique() >= 2:
         shallow, deep, diff, spread = compare(residual, "test")
         _, _, train_diff, _ = compare(residual, "train")
-        level = any(depth_effect(residual, w) == "level" for w in ("test", "train"))
+        level = any_level(residual)
         lines.append(
             f"- **Residual nets {residual_claim(residual)} (He et al. Fig. 6, right; Table 6).** {deep['model']} ends "
             f"at {pct(deep['final_test_error_mean'])}% test error, {shallow['model']} at "

@@ -21,7 +21,8 @@ import pandas as pd
 from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.config import TrainConfig, replace, train_config_from
 from resx.errors import ResxError
-from resx.plugins.degradation import CURVE_COLUMNS, ITERATION_CURVES, SUMMARY_COLUMNS, compare, depth_effect, level_reason, residual_claim  # the study's declaration
+from resx.plugins.degradation import (  # the study's declaration, and the verdict's rules shared with REPORT.md
+    CURVE_COLUMNS, ITERATION_CURVES, SUMMARY_COLUMNS, any_level, compare, level_reason, residual_claim)
 from resx.stats import mean_std
 
 FAMILIES = {
@@ -355,7 +356,7 @@ def verdict(summary: pd.DataFrame) -> list[str]:
         else:
             ta, tb = 100 * shallow["final_test_error_mean"], 100 * deep["final_test_error_mean"]
             claim = residual_claim(part).replace("do not", "do NOT")
-            level = any(depth_effect(part, w) == "level" for w in ("test", "train"))
+            level = any_level(part)
             lines.append(
                 f"Residual nets {claim}: {deep['model']} test error "
                 f"{tb:.2f}% vs {ta:.2f}% for {shallow['model']}; training error {b:.2f}% vs {a:.2f}% "
