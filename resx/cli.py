@@ -203,7 +203,7 @@ def demo_command(
 
 # --- the studies: each declares its own command (resx/plugins/<study>.py) ----------------------------------------
 def _add_study_commands() -> None:
-    from resx.plugins import registered
+    from resx.studies.registry import registered
 
     for study in registered():
         if study.command is not None:

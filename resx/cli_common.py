@@ -1,6 +1,6 @@
 """What every `resx` command shares: the consoles, the common options, the one-line errors, the progress bars.
 
-Used by resx/cli.py and by the study modules in resx.plugins (each declares its own command); typer and rich only,
+Used by resx/cli.py and by each study's command.py (resx/studies/<name>/); typer and rich only,
 no torch, so that `resx --help` and `resx plot` start fast.
 """
 

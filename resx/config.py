@@ -193,12 +193,12 @@ def check_keys(data: dict[str, Any], allowed: tuple[str, ...], source: str) -> N
 
 
 # Sections of an experiment file (experiments/*.yaml), besides one per registered study that has settings (lesion,
-# paths, landscape, ...: resx.plugins). A file may also be a bare mapping of TrainConfig keys.
+# paths, landscape, ...: each study's declare.py). A file may also be a bare mapping of TrainConfig keys.
 SECTIONS = ("train", "compare_plain", "reproduce")
 
 
 def experiment_sections() -> tuple[str, ...]:
-    from resx.plugins import registered
+    from resx.studies.registry import registered
 
     return SECTIONS + tuple(s.name for s in registered() if s.settings is not None)
 

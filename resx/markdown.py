@@ -1,6 +1,6 @@
 """Markdown for REPORT.md: tables, percentages, durations, figure links and section headings.
 
-Torch-free, so that every study's report section (resx.plugins) can use it without importing a model.
+Torch-free, so that every study's report section (resx/studies/<name>/report.py) can use it without importing a model.
 """
 
 from __future__ import annotations
@@ -100,3 +100,31 @@ def is_missing(value: Any) -> bool:
         return math.isnan(float(value))
     except (TypeError, ValueError):
         return False
+
+
+def read_info(path: Path) -> dict[str, Any]:
+    """A study's info file (JSON), or {} when it is absent or unreadable (a report needs only the CSVs)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def computed_with(info: dict[str, Any]) -> str:
+    """One line for a study's report section: the precision it computed in, on which device, with which resx and
+    torch, from the provenance block of its info file ('' when the file has none)."""
+    block = info.get("provenance") if isinstance(info.get("provenance"), dict) else None
+    if block is None:
+        precision = info.get("precision")
+        return f"Computed in {precision} (this info file has no provenance block)." if precision else ""
+    parts = [f"Computed in **{block.get('precision', 'an unrecorded precision')}**"]
+    if block.get("device_name") or block.get("device"):
+        parts.append(f"on {block.get('device_name') or block.get('device')}")
+    if block.get("threads"):
+        parts.append(f"with {block['threads']} CPU thread{'s' if block['threads'] != 1 else ''}")
+    commit = block.get("git_commit")
+    version = f"resx {block.get('resx_version', '?')}" + (f" at commit {str(commit)[:12]}" if commit else "")
+    return " ".join(parts) + f"; {version}, torch {block.get('torch', '?')}."

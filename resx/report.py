@@ -4,7 +4,7 @@
 config.yaml / stages.json) and the papers' numbers in `resx.reference`, so it runs anywhere without torch and can
 be rerun after any study finishes. Sections for studies that have not run are left out.
 
-Each study's section is declared with the study (resx/plugins/<study>.py), beside the papers' numbers it compares
+Each study's section is written by the study (resx/studies/<name>/report.py), beside the papers' numbers it compares
 with: He et al. 2015 Table 6 and Fig. 6 (degradation), Li et al. 2018 (nets without shortcuts, loss landscapes),
 Veit et al. 2016 Figs. 3, 5 and 6 (lesions, paths).
 """
@@ -21,7 +21,7 @@ import resx
 from resx.atomic import write_text_atomic
 from resx.errors import ResxError
 from resx.markdown import DASH, duration, is_number, link, markdown_table
-from resx.plugins import looked_for, registered
+from resx.studies.registry import looked_for, registered
 from resx.plots.discover import find_studies
 
 __all__ = ["write_report"]
@@ -207,7 +207,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, meta: d
     """Write REPORT.md (default `results_dir/REPORT.md`) and return its path.
 
     Sections: provenance (from `meta`, stages.json and every run_info.json / provenance.json / config.yaml found),
-    then, for each registered study (resx.plugins) in its order, its own section for every folder under
+    then, for each registered study (resx.studies.registry) in its order, its own section for every folder under
     `results_dir` that holds its CSVs: e.g. degradation (the summary beside He et al. Table 6 and Li et al. 2018,
     and whether the degradation shows), lesion and paths (beside Veit et al.), bench. Figures already drawn (see
     `resx.plots.plot_results`) are linked with paths relative to the report.

@@ -10,7 +10,7 @@ resume from their checkpoints), in order:
   landscape    Li et al. 2018's loss surfaces of the grid's trained plain/residual twins
   signal       activation and gradient norms per layer, and block Jacobians, of the same twins
   report       every figure redrawn from the CSVs, and REPORT.md beside the papers' numbers
-Every stage but deep-nets and report is a registered study's (resx.plugins: each declares its stage, its order
+Every stage but deep-nets and report is a registered study's (resx.studies.registry: each declares its stage, its order
 and its section of the profile). The profile is an experiment file (experiments/reproduce-*.yaml) with sections
 train, compare_plain, reproduce and one per study (lesion, paths, landscape, signal).
 """
@@ -26,10 +26,10 @@ from typing import Any, Callable
 from resx.atomic import write_json_atomic
 from resx.config import check_keys, read_experiment, replace, resolve_config
 from resx.errors import ResxError
-from resx.plugins import StageContext, registered
+from resx.studies.registry import StageContext, registered
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "experiments"
-# reproduce's own stages, between the studies' (resx.plugins: degradation 10, lesion 30, paths 40, ...)
+# reproduce's own stages, between the studies' (resx.studies.registry: degradation 10, lesion 30, paths 40, ...)
 DEEP_NETS_ORDER = 20
 REPORT_ORDER = 1000
 

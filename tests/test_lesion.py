@@ -18,26 +18,12 @@ from resx.engine import Evaluator, train
 from resx.errors import ResxError
 from resx.models import create_model
 from resx.models.net import BlockNet
-from resx.studies.kendall import count_inversions, discordant_pairs_brute_force, kendall_tau
-from resx.studies.lesion import (
-    DELETE_K_COLUMNS,
-    SINGLE_COLUMNS,
-    SWAP_COLUMNS,
-    LesionEvaluator,
-    choose_cached_positions,
-    deletable_blocks,
-    deletion_plan,
-    draw_deletions,
-    draw_swaps,
-    first_change,
-    fold_batchnorm,
-    intact_plan,
-    order_plan,
-    parse_int_list,
-    parse_studies,
-    run_lesion,
-    swappable_pairs,
-)
+from resx.studies.lesion.compute import run_lesion
+from resx.studies.lesion.declare import DELETE_K_COLUMNS, SINGLE_COLUMNS, SWAP_COLUMNS
+from resx.studies.lesion.evaluator import LesionEvaluator, choose_cached_positions, fold_batchnorm
+from resx.studies.lesion.kendall import count_inversions, discordant_pairs_brute_force, kendall_tau
+from resx.studies.lesion.plans import (deletable_blocks, deletion_plan, draw_deletions, draw_swaps, first_change,
+                                       intact_plan, order_plan, parse_int_list, parse_studies, swappable_pairs)
 
 TINY = "synthetic:size=8,train=256,test=64"
 CPU = torch.device("cpu")

@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 from resx.errors import ResxError
-from resx.plots import plot_bench, plot_degradation, plot_lesion, plot_paths, plot_results
+from resx.plots import plot_results
+from resx.studies.lesion.draw import plot_lesion
+from resx.plots import plot_bench, plot_degradation, plot_paths  # moved by their study folders
 
 REPO = Path(__file__).resolve().parents[1]
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-", "svg": b"<?xml"}

@@ -10,7 +10,7 @@ import pytest
 from resx.errors import ResxError
 from resx.plots import plot_results
 from resx.plots.discover import find_studies, study_kinds
-from resx.plugins import BUILT_IN, OutputFile, Study, get_study, looked_for, registered, registered_for_now
+from resx.studies.registry import BUILT_IN, OutputFile, Study, get_study, looked_for, registered, registered_for_now
 from resx.report import write_report
 
 
@@ -100,7 +100,7 @@ def test_a_study_stage_runs_in_reproduce_in_its_order(tmp_path):
                 settings=ToySettings, stage=lambda ctx: seen.append(ctx.settings.weight), stage_order=35)
 
     from resx.config import TrainConfig
-    from resx.plugins import StageContext
+    from resx.studies.registry import StageContext
     from resx.reproduce import ReproduceSettings
 
     ctx = StageContext(profile=Path("profile.yaml"), train=TrainConfig(), device="cpu", out=tmp_path,

@@ -143,7 +143,7 @@ def test_report_on_a_missing_folder(tmp_path):
 
 
 def test_lesion_verdicts_say_whether_the_nets_behave_as_veit_et_al():
-    from resx.plugins.lesion import delete_k_verdicts, single_deletion_verdicts
+    from resx.studies.lesion.report import delete_k_verdicts, single_deletion_verdicts
 
     single = pd.DataFrame({
         "run": ["res"] * 4 + ["plain"] * 2, "block": [0, 1, 2, 3, 0, 1], "residual": [True] * 4 + [False] * 2,

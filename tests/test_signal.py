@@ -238,7 +238,7 @@ def test_reproduce_stage_without_trained_twins(tmp_path, monkeypatch):
 
     monkeypatch.setattr(resx.plots.signal, "plot_signal", lambda folder: [])  # figures: tested above, and slow
 
-    from resx.plugins import StageContext
+    from resx.studies.registry import StageContext
     from resx.plugins.signal import SignalSettings, signal_stage
 
     said: list[str] = []

@@ -1,6 +1,6 @@
 """Finding the studies' CSVs under a results folder, and redrawing every figure (`resx plot`).
 
-A folder holds a study when it holds any of the CSVs that the study declares (resx.plugins: curves.csv for the
+A folder holds a study when it holds any of the CSVs that the study declares (resx.studies.registry: curves.csv for the
 degradation grid, lesion_*.csv, path_*.csv or block_gradients.csv, bench.csv, ...). The studies may each write into
 a subfolder (results/degradation/, results/lesion/, ...) or all into one folder; both work.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from resx.errors import ResxError
 from resx.plots import style
 from resx.plots.csvs import collecting_notes
-from resx.plugins import looked_for, registered
+from resx.studies.registry import looked_for, registered
 
 
 def study_kinds(names: set[str]) -> list[str]:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from resx.atomic import write_bytes_atomic
 from resx.errors import ResxError
-from resx.plugins import FIGURE_FORMATS as FORMATS
+from resx.studies.registry import FIGURE_FORMATS as FORMATS
 DPI = 200  # png only; pdf and svg are vector
 
 # A paper column is about 3.4 in wide, a full page width about 7 in.

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plugins import OutputFile, Study, figure_files, lazy, register
+from resx.studies.registry import OutputFile, Study, figure_files, lazy, register
 
 BENCH_COLUMNS = (
     "model", "method", "batch_size", "images_per_second", "peak_memory_mb", "concurrency", "device_name", "seconds",

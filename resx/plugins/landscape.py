@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 from resx.markdown import DASH, duration, figures, heading, markdown_table, pct
-from resx.plugins import OutputFile, StageContext, Study, figure_files, lazy, register
+from resx.studies.registry import OutputFile, StageContext, Study, figure_files, lazy, register
 
 # The study's files (users' scripts rely on the CSVs' columns, in this order; extra columns follow them).
 INFO_NAME = "landscape_info.json"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx import reference
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plugins import OutputFile, StageContext, Study, figure_files, lazy, register
+from resx.studies.registry import OutputFile, StageContext, Study, figure_files, lazy, register
 
 if TYPE_CHECKING:  # pandas is imported inside the functions that need it
     import pandas as pd

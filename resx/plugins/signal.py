@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from resx.markdown import DASH, figures, heading, markdown_table
-from resx.plugins import OutputFile, StageContext, Study, figure_files, lazy, register
+from resx.studies.registry import OutputFile, StageContext, Study, figure_files, lazy, register
 
 # The study's files (users' scripts rely on the CSVs' columns, in this order; extra columns follow them).
 LAYER_COLUMNS = ("run", "residual", "trained", "checkpoint", "layer", "kind", "activation_rms", "grad_input_rms",

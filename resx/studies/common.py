@@ -1,4 +1,4 @@
-"""What the torch studies (paths, signal, landscape) share, one implementation each:
+"""What the torch studies (lesion, paths, landscape, signal) share, one implementation each:
 
 - `fresh_net`: a seeded freshly initialised net, the caller's global RNG untouched (a residual net and its plain
   twin get the same weights: same parameters, built in the same order);
@@ -8,21 +8,23 @@
   with a one-line ResxError for a batch of one;
 - `analysis_mode`: eval mode, parameter gradients off (or on), restored afterwards;
 - `precision`: TF32 or strict fp32 on CUDA, restored afterwards;
-- `analysis_batch`: a seeded batch of un-augmented, normalised training images.
-
-resx.studies.paths re-exports `analysis_mode`, `calibrate_batchnorm` and `analysis_batch` (its public API).
+- `analysis_batch`: a seeded batch of un-augmented, normalised training images;
+- `load_runs`: trained run folders or checkpoints, loaded and named (`TrainedRun`), with one-line errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from resx.errors import ResxError
+from resx.labels import run_label, unique_label
 
 MIN_BN_BATCH = 2  # training-mode BatchNorm needs more than one value per channel
 
@@ -176,3 +178,40 @@ def analysis_batch(dataset: Any, batch_size: int, generator: torch.Generator,
     std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
     images = normalize(dataset.train_images[index].to(device), mean, std)
     return images, dataset.train_labels[index].to(device)
+
+
+# --- trained runs ---------------------------------------------------------------------------------------------------
+@dataclass
+class TrainedRun:
+    """A trained net loaded from its run folder or checkpoint, to be studied (lesion, landscape)."""
+
+    name: str
+    checkpoint: Path
+    net: nn.Module
+    config: dict
+    model: str
+    data_spec: str
+    data_dir: str | None
+
+    @property
+    def residual(self) -> bool:
+        return bool(self.net.residual)
+
+
+def load_runs(checkpoints: Iterable[str | Path]) -> list[TrainedRun]:
+    """Each run folder or checkpoint, loaded (one-line errors for a missing, truncated or foreign one) and named
+    after its folder (resx.labels: the same name twice becomes name-2)."""
+    from resx.engine.checkpoint import find_checkpoint, load_model
+
+    if not checkpoints:
+        raise ResxError("give at least one run folder or checkpoint")
+    runs: list[TrainedRun] = []
+    taken: set[str] = set()
+    for path in checkpoints:
+        file = find_checkpoint(path)  # one-line errors for a missing file or a folder without a checkpoint
+        net, ckpt = load_model(file)  # ... and for a truncated or foreign one
+        name = unique_label(run_label(path), taken)
+        config = ckpt.get("config") or {}
+        runs.append(TrainedRun(name, file, net, config, ckpt.get("model_name", ""), config.get("data", ""),
+                              config.get("data_dir")))
+    return runs

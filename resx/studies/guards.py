@@ -21,8 +21,8 @@ from resx.errors import ResxError
 
 def earlier_study(out: str | Path, study: str) -> list[Path]:
     """The files of an earlier `study` in `out` (none if it does not exist): every file the study declares that it
-    writes (resx.plugins), its CSVs, info file and figures."""
-    from resx.plugins import get_study
+    writes (its declare.py), its CSVs, info file and figures."""
+    from resx.studies.registry import get_study
 
     out = Path(out)
     if not out.is_dir():

@@ -499,7 +499,7 @@ def load_targets(runs: Sequence[str | Path], model: str | None, options: Landsca
                         "RUN_DIR --init)")
     loaded = []
     if runs:
-        from resx.studies.lesion import load_runs
+        from resx.studies.common import load_runs
 
         loaded = load_runs(runs)
         for run in loaded:

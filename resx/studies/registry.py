@@ -1,20 +1,22 @@
-"""Where a study plugs into resx: one module per study declares everything the rest of resx needs from it.
+"""The study registry: what every study declares so that the rest of resx can find, draw, report and reproduce it.
 
-A study module (resx/plugins/lesion.py, paths.py, ...) ends with one `register(Study(...))` that names:
-  - `outputs`: the files it writes (name or glob pattern, and the CSV columns, which users' scripts rely on);
-    a folder holding any of its CSVs holds that study, which is how `resx plot` and `resx report` find it;
-  - `plot`: draws its figures from those CSVs (folder, formats=..., out=None) -> [paths written];
-  - `report`: its section of REPORT.md (folder, results_dir, report_dir, several) -> markdown lines;
-  - `command`: builds the Typer command (`resx <command_name>`), whose parameters are the study's options; it is
-    called by the CLI only and imports typer and rich inside, so that the study module imports neither;
-  - `settings` and `stage`: its section of a reproduce profile (a dataclass, read from the profile's section of the
-    study's name) and its stage of `resx reproduce`, run in `stage_order`.
-The computation itself lives in resx.studies (torch); this package and everything it imports at module level is
-torch-free, so that `resx plot`, `resx report` and `resx --help` start fast on a machine without a GPU.
+A study is one folder, resx/studies/<name>/, whose modules are its layers, each importing only those below it:
 
-`resx.plugins.discover`, `resx.plots.plot_results`, `resx.report.write_report`, `resx.reproduce.reproduce` and the
-CLI all iterate over `registered()`; adding a study means adding one module here (and its name to BUILT_IN), or
-calling `register` from anywhere before those run (a notebook, a test).
+    declare.py   its files (names, CSV columns), its section of a reproduce profile, its constants (no torch,
+                 no pandas: everything may import it)
+    draw.py      its figures and CSV readers, from the CSVs alone (pandas and matplotlib, never torch)
+    compute      what it measures (torch): one or more modules named by their job
+    report.py    its section of REPORT.md, from the CSVs (through draw.py's readers)
+    command.py   its `resx <command>` (typer and rich, imported when the CLI builds the command)
+    study.py     `STUDY = register(Study(...))`: the declaration above wired into the registry, and its reproduce
+                 stage. It imports the layers below inside functions only, so that loading the registry imports
+                 no torch, pandas or matplotlib (`resx --help`, `resx plot` and `resx report` start fast).
+
+A `Study` names the files the study writes (a folder holding any of its marking CSVs holds that study: this is how
+`resx plot` and `resx report` find it), its plot function, its REPORT.md section, its command, its section of a
+reproduce profile and its stage. `resx.plots.discover`, `resx.report.write_report`, `resx.reproduce.reproduce` and
+the CLI all iterate over `registered()`. Adding a study means adding its folder and its name to BUILT_IN; a
+notebook or a test can also register one for a while with `registered_for_now`.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ class Study:
 
 
 def lazy(module: str, name: str) -> Callable[..., Any]:
-    """`module.name`, imported on the first call: a study module names its plot function this way, so that
-    importing it (the CLI does, for its command) imports no pandas or matplotlib."""
+    """`module.name`, imported on the first call: study.py names its draw, report and command functions this way,
+    so that loading the registry imports no torch, pandas or matplotlib."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
         return getattr(importlib.import_module(module), name)(*args, **kwargs)
@@ -164,7 +166,7 @@ def _load_built_in() -> None:
     global _loaded
     if not _loaded:
         for name in BUILT_IN:  # each module registers itself; a failed import is raised, and retried next time
-            importlib.import_module(f"resx.plugins.{name}")
+            importlib.import_module(f"resx.studies.{name}.study")
         _loaded = True
 
 

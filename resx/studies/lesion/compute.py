@@ -35,9 +35,6 @@ lesion_info.json (atomically) and returns a `LesionResult`. No typer or rich her
 
 from __future__ import annotations
 
-import copy
-import math
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,349 +42,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.errors import ResxError
-from resx.labels import run_label, unique_label
-from resx.options import int_list
-from resx.plugins.lesion import DELETE_K_COLUMNS, SINGLE_COLUMNS, SWAP_COLUMNS
+from resx.provenance import provenance
 from resx.studies import guards
-from resx.studies.kendall import kendall_tau
+from resx.studies.common import TrainedRun, load_runs
+from resx.studies.lesion.declare import (DEFAULT_DRAWS, DEFAULT_MAX_K, DEFAULT_SWAPS, DELETE_K_COLUMNS, INFO_NAME,
+                                         SINGLE_COLUMNS, SWAP_COLUMNS)
+from resx.studies.lesion.evaluator import LesionEvaluator
+from resx.studies.lesion.plans import (deletable_blocks, deletion_plan, draw_deletions, draw_swaps, intact_plan,
+                                       order_plan, parse_block_list, parse_int_list, parse_studies, swappable_pairs)
 
-STUDIES = ("single", "delete-k", "swap")
-DEFAULT_MAX_K = 20  # Veit et al. 2016, Fig. 5a: k = 1..20 of ResNet-110's 54 blocks
-DEFAULT_DRAWS = 50
-DEFAULT_SWAPS = range(1, 11)  # Veit et al. 2016, Fig. 5b: up to 10 swapped pairs
-
-# lesion_*.csv's columns are declared with the study (resx/plugins/lesion.py)
-
-# A lesioned net, position by position: (index of the block run there, True when it is deleted).
-Plan = tuple[tuple[int, bool], ...]
 ProgressFn = Callable[[str, str, int, int], None]  # (run name, study, lesions done, lesions in the study)
 
 
-# --- parsing and validation (shared by the CLI) -----------------------------------------------------------------
-def parse_studies(studies: str | Iterable[str] | None) -> tuple[str, ...]:
-    """'single,delete-k,swap' or a sequence of names; None means all three."""
-    if studies is None:
-        return STUDIES
-    names = [s.strip() for s in (studies.split(",") if isinstance(studies, str) else studies)]
-    names = [n for n in names if n]
-    unknown = [n for n in names if n not in STUDIES]
-    if unknown or not names:
-        what = f"unknown study {unknown[0]!r}" if unknown else "no study given"
-        raise ResxError(f"{what}; allowed: {', '.join(STUDIES)} (comma-separated)")
-    return tuple(dict.fromkeys(names))
-
-
-def parse_int_list(text: str | int | Iterable[int], what: str = "--swaps") -> list[int]:
-    """'1..10' (a range, both ends included), '5', '1,2,5' or '1..3,8'; integers >= 1, each once, in order."""
-    return list(dict.fromkeys(int_list(text, what, minimum=1, allow_empty=False)))
-
-
-def parse_block_list(text: str | Iterable[int] | None) -> list[int] | None:
-    """'0,5,18' or '0..8' (0-based block indices), each once, in order; None means every block."""
-    if text is None:
-        return None
-    return list(dict.fromkeys(int_list(text, "--blocks", allow_empty=False,
-                                       forms="0-based block indices: 3, 0..8 or 0,5,18")))
-
-
-# --- which blocks a study may touch --------------------------------------------------------------------------------
-def deletable_blocks(net: nn.Module) -> list[int]:
-    """Non-downsampling blocks: Veit et al. 2016 §4.2 deletes only those in the k-block experiment, because a
-    downsampling block's shortcut alone (a subsampled, zero-padded input) already costs much more (Fig. 3)."""
-    return [b.index for b in net.block_info() if not b.downsampling]
-
-
-def swappable_pairs(net: nn.Module) -> list[tuple[int, int]]:
-    """Pairs of positions whose blocks have the same shape and keep it (same stage, not downsampling), so that
-    swapping them keeps every tensor shape (Veit et al. 2016 §4.3: "swap ... building blocks of the same size")."""
-    groups: dict[tuple, list[int]] = {}
-    for b in net.block_info():
-        if not b.downsampling:
-            groups.setdefault((b.stage, b.in_channels, b.out_channels), []).append(b.index)
-    return [(i, j) for members in groups.values() for a, i in enumerate(members) for j in members[a + 1 :]]
-
-
-def intact_plan(n: int) -> Plan:
-    return tuple((i, False) for i in range(n))
-
-
-def deletion_plan(n: int, deleted: Iterable[int]) -> Plan:
-    deleted = set(deleted)
-    return tuple((i, i in deleted) for i in range(n))
-
-
-def order_plan(order: Sequence[int]) -> Plan:
-    return tuple((i, False) for i in order)
-
-
-def first_change(plan: Plan) -> int:
-    """The first position where `plan` differs from the intact net (len(plan) if it does not)."""
-    for position, step in enumerate(plan):
-        if step != (position, False):
-            return position
-    return len(plan)
-
-
-# --- draws -------------------------------------------------------------------------------------------------------
-def draw_deletions(deletable: Sequence[int], ks: Iterable[int], draws: int, generator: torch.Generator):
-    """[(k, draw, sorted deleted blocks)]: `draws` random k-subsets of `deletable` for each k."""
-    out = []
-    for k in ks:
-        for d in range(draws):
-            pick = torch.randperm(len(deletable), generator=generator)[:k].tolist()
-            out.append((k, d, sorted(deletable[p] for p in pick)))
-    return out
-
-
-def draw_swaps(n: int, pairs: Sequence[tuple[int, int]], counts: Iterable[int], draws: int, generator: torch.Generator):
-    """[(swaps, draw, new order, Kendall's tau)]: apply `swaps` random swaps of same-shape positions to 0..n-1.
-    Swaps only ever exchange blocks within one shape group, so any position pair of a group stays valid."""
-    out = []
-    for count in counts:
-        for d in range(draws):
-            order = list(range(n))
-            for pick in torch.randint(len(pairs), (count,), generator=generator).tolist():
-                a, b = pairs[pick]
-                order[a], order[b] = order[b], order[a]
-            out.append((count, d, order, kendall_tau(order)))
-    return out
-
-
-# --- the evaluator with prefix caching --------------------------------------------------------------------------------
-def fold_batchnorm(net: nn.Module) -> nn.Module:
-    """A copy of an eval-mode net with every Conv2d -> BatchNorm2d pair (inside an nn.Sequential) folded into one
-    convolution: the same function with fewer kernels and memory passes. Used on CUDA only."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net = copy.deepcopy(net).eval()
-    for module in net.modules():
-        if isinstance(module, nn.Sequential):
-            names = list(module._modules)
-            for a, b in zip(names, names[1:]):
-                conv, bn = module._modules[a], module._modules[b]
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
-                    module._modules[a] = fuse_conv_bn_eval(conv, bn)
-                    module._modules[b] = nn.Identity()
-    return net
-
-
-def choose_cached_positions(sizes: Sequence[int], budget: int) -> list[int]:
-    """Which activations to keep (positions 0..n: the input of block p; n is the last block's output).
-    All of them when they fit `budget` bytes; else every s-th one for the smallest stride s that fits (a
-    lesion starting at p then recomputes at most s - 1 intact blocks); none if not even one fits."""
-    positions = range(len(sizes))
-    for stride in range(1, len(sizes) + 1):
-        chosen = list(positions[::stride])
-        if sum(sizes[p] for p in chosen) <= budget:
-            return chosen
-    return []
-
-
-def free_cuda_memory(device: torch.device) -> int:
-    """Bytes free on the GPU, counting what PyTorch holds cached but unused (the previous run's lesion cache,
-    released but still reserved, would otherwise shrink the next run's batch and cache)."""
-    torch.cuda.empty_cache()
-    free, _ = torch.cuda.mem_get_info(device)
-    return free
-
-
-def default_cache_budget(device: torch.device) -> int:
-    """Bytes for the prefix cache. CUDA: half the free memory (ResNet-110 on 10,000 CIFAR images needs about
-    10.6 GB in bf16). CPU: a quarter of the available RAM, at most 2 GiB (all of ResNet-110 would be 21 GB in
-    fp32; then every s-th position is cached, see `choose_cached_positions`)."""
-    if device.type == "cuda":
-        return int(free_cuda_memory(device) * 0.5)
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        available = 4 << 30
-    return int(min(2 << 30, available // 4))
-
-
-class LesionEvaluator:
-    """Test error of lesioned versions of one trained net, from the intact net's cached activations.
-
-    `evaluate(plans)` returns the error and mean loss of each plan; `logits(plan)` the logits (for tests)."""
-
-    def __init__(
-        self,
-        net: nn.Module,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        mean: Sequence[float],
-        std: Sequence[float],
-        *,
-        device: torch.device,
-        precision: str = "fp32",
-        batch_size: int | None = None,
-        cache_bytes: int | None = None,
-        fold_bn: bool | None = None,
-    ):
-        from resx.data.augment import normalize
-
-        self._normalize = normalize
-        self.device, self.precision = device, precision
-        net = net.to(device).eval()
-        if fold_bn if fold_bn is not None else device.type == "cuda":
-            net = fold_batchnorm(net)
-        self.channels_last = device.type == "cuda" and images.dim() == 4
-        if self.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
-        self.blocks = list(net.blocks)
-        self.n = len(self.blocks)
-        self.images = images.to(device)
-        self.labels = labels.to(device)
-        self.num_images = int(self.images.shape[0])
-        shape = (1, self.images.shape[1], 1, 1) if self.images.dim() == 4 else (1, -1)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
-        # bf16 on CUDA: the activations are bf16 under autocast anyway, so the cache costs half and loses nothing.
-        self.cache_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-
-        shapes = self._activation_shapes()
-        per_image = [math.prod(s) * self.cache_dtype.itemsize for s in shapes]
-        if batch_size is None:
-            batch_size = self._auto_batch_size(max(per_image))
-        self.batch_size = max(1, min(batch_size, self.num_images))
-        self.chunks = [(s, min(s + self.batch_size, self.num_images)) for s in range(0, self.num_images, self.batch_size)]
-
-        budget = default_cache_budget(device) if cache_bytes is None else cache_bytes
-        self.cached_positions = choose_cached_positions([p * self.num_images for p in per_image], budget)
-        self.cache_bytes = sum(per_image[p] * self.num_images for p in self.cached_positions)
-        self.cache: dict[int, torch.Tensor] = {}
-        self._fill_cache(shapes)
-
-    # --- setup ---
-    def _inputs(self, start: int, end: int) -> torch.Tensor:
-        return self._normalize(self.images[start:end], self.mean, self.std, channels_last=self.channels_last)
-
-    def _autocast(self):
-        from resx.engine.device import autocast
-
-        return autocast(self.device, self.precision)
-
-    @torch.no_grad()
-    def _activation_shapes(self) -> list[tuple[int, ...]]:
-        """Per-image shape of the input of each position 0..n (n: the last block's output), from one image."""
-        with self._autocast():
-            h = self.net.stem(self._inputs(0, 1))
-            shapes = [tuple(h.shape[1:])]
-            for block in self.blocks:
-                h = block(h)
-                shapes.append(tuple(h.shape[1:]))
-        return shapes
-
-    def _auto_batch_size(self, largest_activation_bytes: int) -> int:
-        if self.device.type != "cuda":
-            return 1000  # as `Evaluator`, so the baseline matches `resx train`'s test error exactly
-        # The whole test set at once when it fits: fewest kernel launches. A block holds a few activations alive.
-        free = free_cuda_memory(self.device)
-        return max(256, int(0.15 * free) // (8 * largest_activation_bytes))
-
-    @torch.no_grad()
-    def _fill_cache(self, shapes: list[tuple[int, ...]]) -> None:
-        if not self.cached_positions:
-            return
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        for p in self.cached_positions:
-            fmt = memory_format if len(shapes[p]) == 3 else torch.contiguous_format
-            self.cache[p] = torch.empty((self.num_images, *shapes[p]), dtype=self.cache_dtype, device=self.device,
-                                        memory_format=fmt)
-        wanted = set(self.cached_positions)
-        for start, end in self.chunks:
-            with self._autocast():
-                h = self.net.stem(self._inputs(start, end))
-                for p in range(self.n + 1):
-                    if p in wanted:
-                        self.cache[p][start:end].copy_(h)
-                        h = self.cache[p][start:end]  # continue from the cached value: cache on/off give the same
-                    if p < self.n:
-                        h = self.blocks[p](h)
-
-    # --- evaluation ---
-    def start_position(self, plan: Plan) -> int | None:
-        """The cached position to start `plan` from (None: from the images)."""
-        first = first_change(plan)
-        usable = [p for p in self.cached_positions if p <= first]
-        return usable[-1] if usable else None
-
-    def _forward_chunk(self, plan: Plan, start: int | None, chunk: tuple[int, int]) -> torch.Tensor:
-        lo, hi = chunk
-        with self._autocast():
-            if start is None:
-                h, start = self.net.stem(self._inputs(lo, hi)), 0
-            else:
-                h = self.cache[start][lo:hi]
-            # Positions before `start` run the intact blocks, which is what the cache holds.
-            for i, deleted in plan[start:]:
-                block = self.blocks[i]
-                h = block.forward_deleted(h) if deleted else block(h)
-            return self.net.head(h)
-
-    @torch.no_grad()
-    def logits(self, plan: Plan, use_cache: bool = True) -> torch.Tensor:
-        self._check(plan)
-        start = self.start_position(plan) if use_cache else None
-        return torch.cat([self._forward_chunk(plan, start, c).float() for c in self.chunks])
-
-    @torch.no_grad()
-    def evaluate(self, plans: Sequence[Plan], progress: Callable[[int, int], None] | None = None,
-                 use_cache: bool = True) -> tuple[list[float], list[float]]:
-        """(test errors, mean test losses) of `plans`, read back from the device once at the end."""
-        for plan in plans:
-            self._check(plan)
-        wrong = torch.zeros(len(plans), dtype=torch.int64, device=self.device)
-        loss = torch.zeros(len(plans), dtype=torch.float32, device=self.device)
-        first_of: dict[tuple, int] = {}  # random draws repeat (k = 1 draws among few blocks): evaluate each plan once
-        for k, plan in enumerate(plans):
-            key = tuple(plan)
-            if key in first_of:
-                wrong[k], loss[k] = wrong[first_of[key]], loss[first_of[key]]
-                if progress:
-                    progress(k + 1, len(plans))
-                continue
-            first_of[key] = k
-            start = self.start_position(plan) if use_cache else None
-            for chunk in self.chunks:
-                logits = self._forward_chunk(plan, start, chunk).float()
-                labels = self.labels[chunk[0] : chunk[1]]
-                wrong[k] += (logits.argmax(dim=1) != labels).sum()
-                loss[k] += F.cross_entropy(logits, labels, reduction="sum")
-            if progress:
-                progress(k + 1, len(plans))
-        n = self.num_images
-        return (wrong.cpu() / n).tolist(), (loss.cpu() / n).tolist()
-
-    def _check(self, plan: Plan) -> None:
-        bad = [i for i, _ in plan if not 0 <= i < self.n]
-        if bad:
-            raise ResxError(f"block {bad[0]} out of range; this net has blocks 0..{self.n - 1}")
-
-
 # --- runs -------------------------------------------------------------------------------------------------------------
-@dataclass
-class LesionRun:
-    """One trained net to lesion."""
-
-    name: str
-    checkpoint: Path
-    net: nn.Module
-    config: dict
-    model: str
-    data_spec: str
-    data_dir: str | None
-
-    @property
-    def residual(self) -> bool:
-        return bool(self.net.residual)
-
-
 @dataclass
 class LesionResult:
     out: Path
@@ -422,25 +92,6 @@ class LesionResult:
             row["seconds"] = run["seconds"]
             rows.append(row)
         return rows
-
-
-def load_runs(checkpoints: Sequence[str | Path]) -> list[LesionRun]:
-    """Each run folder or checkpoint, loaded (one-line errors for a missing, truncated or foreign one) and named
-    after its folder (resx.labels: the same name twice becomes name-2)."""
-    from resx.engine.checkpoint import find_checkpoint, load_model
-
-    if not checkpoints:
-        raise ResxError("give at least one run folder or checkpoint to lesion")
-    runs: list[LesionRun] = []
-    taken: set[str] = set()
-    for path in checkpoints:
-        file = find_checkpoint(path)  # one-line errors for a missing file or a folder without a checkpoint
-        net, ckpt = load_model(file)  # ... and for a truncated or foreign one
-        name = unique_label(run_label(path), taken)
-        config = ckpt.get("config") or {}
-        runs.append(LesionRun(name, file, net, config, ckpt.get("model_name", ""), config.get("data", ""),
-                              config.get("data_dir")))
-    return runs
 
 
 @dataclass
@@ -503,7 +154,7 @@ def check_settings(studies: str | Iterable[str] | None, blocks: str | Iterable[i
                           cache_bytes)
 
 
-def plan_run(run: LesionRun, settings: LesionOptions) -> RunPlan:
+def plan_run(run: TrainedRun, settings: LesionOptions) -> RunPlan:
     """Which studies `run` gets, checked against its blocks: swap needs shortcuts and two blocks of one shape
     (skipped for the default studies, an error when asked for), --blocks must exist, --max-k must not exceed
     the deletable blocks (default: 20, or all of them when fewer)."""
@@ -536,7 +187,7 @@ def plan_run(run: LesionRun, settings: LesionOptions) -> RunPlan:
     return RunPlan(run_studies, skipped, deletable, k_max, pairs)
 
 
-def load_run_data(run: LesionRun, data: str | None, data_dir: str | Path | None,
+def load_run_data(run: TrainedRun, data: str | None, data_dir: str | Path | None,
                   datasets: dict[tuple, Any]) -> tuple[str, str | None]:
     """The dataset `run` is lesioned on (`data`, else its own), loaded into `datasets` unless it is there already,
     and checked to fit the net; returns its key in `datasets`."""
@@ -558,6 +209,7 @@ def study_info(settings: LesionOptions, device: torch.device, precision: str) ->
     """lesion_info.json's settings; its `runs` are added as they are lesioned."""
     return {
         "study": "lesion (Veit et al. 2016, §4)",
+        "provenance": provenance(device, precision),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": precision,
@@ -576,7 +228,7 @@ def _study_generator(seed: int, offset: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1000 + offset)
 
 
-def lesion_single(run: LesionRun, evaluator: LesionEvaluator, baseline: float, blocks: list[int] | None,
+def lesion_single(run: TrainedRun, evaluator: LesionEvaluator, baseline: float, blocks: list[int] | None,
                   report: Callable | None) -> list[dict]:
     """Veit et al. 2016 §4.1, Fig. 3: each block deleted in turn (the paper numbers blocks from 1; we from 0)."""
     n = len(run.net.blocks)
@@ -588,7 +240,7 @@ def lesion_single(run: LesionRun, evaluator: LesionEvaluator, baseline: float, b
             for b, err, loss in zip(chosen, errors, losses)]
 
 
-def lesion_delete_k(run: LesionRun, evaluator: LesionEvaluator, baseline: float, plan: RunPlan,
+def lesion_delete_k(run: TrainedRun, evaluator: LesionEvaluator, baseline: float, plan: RunPlan,
                     settings: LesionOptions, report: Callable | None) -> list[dict]:
     """Veit et al. 2016 §4.2, Fig. 5a: k random non-downsampling blocks deleted together."""
     n = len(run.net.blocks)
@@ -596,11 +248,11 @@ def lesion_delete_k(run: LesionRun, evaluator: LesionEvaluator, baseline: float,
                            _study_generator(settings.seed, 1))
     errors, losses = evaluator.evaluate([deletion_plan(n, d) for _, _, d in draws], report)
     return [dict(run=run.name, k=k, draw=d, test_error=err, baseline_error=baseline, test_loss=loss,
-                 deleted=" ".join(map(str, deleted)), model=run.model, residual=run.residual)
+                 deleted=" ".join(map(str, deleted)), model=run.model, residual=run.residual, blocks=n)
             for (k, d, deleted), err, loss in zip(draws, errors, losses)]
 
 
-def lesion_swap(run: LesionRun, evaluator: LesionEvaluator, baseline: float, plan: RunPlan,
+def lesion_swap(run: TrainedRun, evaluator: LesionEvaluator, baseline: float, plan: RunPlan,
                 settings: LesionOptions, report: Callable | None) -> list[dict]:
     """Veit et al. 2016 §4.3, Fig. 5b: random same-shape pairs swapped; error against Kendall's tau."""
     n = len(run.net.blocks)
@@ -611,7 +263,7 @@ def lesion_swap(run: LesionRun, evaluator: LesionEvaluator, baseline: float, pla
             for (count, d, order, tau), err, loss in zip(draws, errors, losses)]
 
 
-def lesion_one_run(run: LesionRun, plan: RunPlan, data: Any, settings: LesionOptions, rows: LesionRows, *,
+def lesion_one_run(run: TrainedRun, plan: RunPlan, data: Any, settings: LesionOptions, rows: LesionRows, *,
                device: torch.device, precision: str, progress: ProgressFn | None) -> dict[str, Any]:
     """Every study of `plan` on one run: its rows are added to `rows`; returns its entry of lesion_info.json."""
     n = len(run.net.blocks)
@@ -668,7 +320,7 @@ def write_lesion_outputs(out: Path, studies: Sequence[str], rows: LesionRows, in
         if study in studies:
             files[study] = write_csv_atomic(out / name, frame)
     info["files"] = {k: str(v) for k, v in files.items()}
-    files["info"] = write_json_atomic(out / "lesion_info.json", info)
+    files["info"] = write_json_atomic(out / INFO_NAME, info)
 
 
 def run_lesion(
@@ -736,7 +388,7 @@ def run_lesion(
                                        device=dev, precision=precision, progress=progress))
         write_lesion_outputs(out, settings.studies, rows, info, files)
 
-    from resx.plots import plot_lesion  # Veit et al. 2016 Fig. 3 and 5, drawn from the CSVs just written
+    from resx.studies.lesion.draw import plot_lesion  # Veit et al. 2016 Fig. 3 and 5, from the CSVs just written
 
     for figure in plot_lesion(out):
         files[figure.name] = figure

@@ -4,10 +4,12 @@ Networks"), Figs. 3 and 5.
 - `lesion_single`   (Fig. 3): test error when each single block is deleted at test time (the block becomes its
   shortcut). One series per run; downsampling blocks drawn as open squares; each run's unlesioned error as a dashed
   line. In the paper only the downsampling blocks (and the first) matter for a ResNet; a plain net drops to chance.
-- `lesion_delete_k` (Fig. 5a): mean test error (+- std band over random draws) against the number k of deleted
-  blocks; the error grows smoothly with k. Veit et al.'s means are the grey crosses.
+- `lesion_delete_k` (Fig. 5a): mean test error (band: ± one std over the random draws) against the fraction k/n
+  of the net's n blocks deleted, so that Veit et al.'s 54-block ResNet-110 (grey crosses) and a shallower net
+  compare; each run's error with no block deleted is its dashed line. The error grows smoothly with k.
 - `lesion_swap`     (Fig. 5b): test error against Kendall's tau of the block order after random swaps of same-shape
-  blocks (each draw a dot, binned means as a line); tau runs from 1 (original order) down, left to right.
+  blocks: each draw a dot, the mean of each swap count a marker with its std (no line: a handful of counts);
+  tau runs from 1 (original order) down, left to right.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from resx.plots.csvs import read_csv
 from resx.stats import mean_std
 
 SINGLE_COLUMNS = ("run", "block", "downsampling", "test_error", "baseline_error")
-DELETE_K_COLUMNS = ("run", "k", "test_error")
+DELETE_K_COLUMNS = ("run", "k", "test_error")  # `blocks` (n) and `baseline_error` are read where present
 SWAP_COLUMNS = ("run", "kendall_tau", "test_error")
 
 
@@ -44,6 +46,22 @@ def delete_k_means(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean and std of the test error over draws, per run and k (columns run, k, mean, std, count)."""
     out = mean_std(frame, ["run", "k"], "test_error", sort=False).reset_index()
     return out.sort_values(["run", "k"]).reset_index(drop=True)
+
+
+def blocks_per_run(delete_k: pd.DataFrame, single: pd.DataFrame | None) -> dict[str, int]:
+    """{run: n blocks}, from lesion_delete_k.csv's `blocks` column, else from lesion_single.csv (one row per
+    block when every block was deleted); runs found in neither are left out."""
+    n: dict[str, int] = {}
+    if single is not None:
+        for run, part in single.groupby("run", sort=False):
+            if part["block"].nunique() == int(part["block"].max()) + 1:
+                n[str(run)] = int(part["block"].max()) + 1
+    if "blocks" in delete_k.columns:
+        for run, part in delete_k.groupby("run", sort=False):
+            value = pd.to_numeric(part["blocks"], errors="coerce").dropna()
+            if len(value):
+                n[str(run)] = int(value.iloc[0])
+    return n
 
 
 def swap_means(frame: pd.DataFrame) -> pd.DataFrame | None:
@@ -91,33 +109,52 @@ def draw_single(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> li
         return style.save_figure(fig, folder, "lesion_single", formats)
 
 
-def draw_delete_k(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
-    """Veit et al. 2016 Fig. 5a: error against the number of randomly deleted blocks, mean +- std over draws."""
-    from matplotlib.ticker import MaxNLocator
-
+def draw_delete_k(frame: pd.DataFrame, folder: Path, formats: Iterable[str],
+                  single: pd.DataFrame | None = None) -> list[Path]:
+    """Veit et al. 2016 Fig. 5a: error against the fraction of blocks randomly deleted (k/n), mean ± std over draws,
+    with each run's error when nothing is deleted. Against k itself when a run's block count n is unknown."""
     means = delete_k_means(frame)
     runs = _runs(frame)
     colors = style.run_colors(runs)
+    n_blocks = blocks_per_run(frame, single)
+    fraction = all(run in n_blocks for run in runs)
     with style.rc():
         fig, ax = style.new_figure(width=style.COLUMN_WIDTH, height=2.4)
         for run in runs:
             part = means[means["run"] == run]
+            x = part["k"] / n_blocks[run] if fraction else part["k"]
             std = part["std"].fillna(0)
-            ax.plot(part["k"], 100 * part["mean"], color=colors[run], marker="o", markersize=2.5, label=run)
-            ax.fill_between(part["k"], 100 * (part["mean"] - std), 100 * (part["mean"] + std), color=colors[run],
+            ax.plot(x, 100 * part["mean"], color=colors[run], marker="o", markersize=2.5, label=run)
+            ax.fill_between(x, 100 * (part["mean"] - std), 100 * (part["mean"] + std), color=colors[run],
                             alpha=0.18, linewidth=0)
-        # the paper's means only where resx measured too (its net has 54 blocks; ours may have 9)
-        veit = {k: e for k, e in reference.VEIT_DELETE_K_ERROR.items() if k <= means["k"].max()}
+            if "baseline_error" in frame.columns:
+                baseline = pd.to_numeric(frame.loc[frame["run"] == run, "baseline_error"], errors="coerce").mean()
+                ax.axhline(100 * baseline, color=colors[run], linestyle="--", linewidth=0.8)
+        # the paper's means, at k/54 (its ResNet-110 has 54 blocks), where resx measured as far
+        top = (means["k"] / means["run"].map(n_blocks)).max() if fraction else means["k"].max()
+        veit = {(k / reference.VEIT_BLOCKS if fraction else k): e for k, e in reference.VEIT_DELETE_K_ERROR.items()}
+        veit = {x: e for x, e in veit.items() if x <= top + 1e-9}
         if veit:
             ax.plot(list(veit), [100 * e for e in veit.values()], linestyle="none", marker="x",
-                    color=style.REFERENCE_COLOR, label="Veit et al. 2016 (ResNet-110)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("number of deleted blocks k")
+                    color=style.REFERENCE_COLOR, label=f"Veit et al. 2016 (ResNet-110, {reference.VEIT_BLOCKS} blocks)")
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        handles, _ = ax.get_legend_handles_labels()
+        handles += [Patch(color="0.5", alpha=0.25, linewidth=0, label="± 1 std over random draws"),
+                    Line2D([], [], color="0.3", linestyle="--", linewidth=0.8, label="no block deleted")]
+        if fraction:
+            ax.set_xlabel("fraction of blocks deleted (k / n)")
+        else:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("number of deleted blocks k")
         ax.set_ylabel("test error (%)")
         ax.set_ylim(0, 100)
         ax.set_xlim(left=0)
         ax.set_title("deleting k random blocks")
-        ax.legend(loc="upper left")
+        ax.legend(handles=handles, loc="upper left")
         return style.save_figure(fig, folder, "lesion_delete_k", formats)
 
 
@@ -140,22 +177,31 @@ def binned_means(tau: np.ndarray, error: np.ndarray, bins: int = 10) -> tuple[np
 
 
 def draw_swap(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
-    """Veit et al. 2016 Fig. 5b: error against Kendall's tau after swapping random pairs of same-shape blocks."""
+    """Veit et al. 2016 Fig. 5b: error against Kendall's tau after swapping random pairs of same-shape blocks: each
+    draw a dot; the mean of each swap count a marker with ± one std (binned by tau when the CSV has no counts)."""
     runs = _runs(frame)
     colors = style.run_colors(runs)
+    means = swap_means(frame)
     with style.rc():
         fig, ax = style.new_figure(width=style.COLUMN_WIDTH, height=2.4)
         for run in runs:
             part = frame[frame["run"] == run]
-            ax.scatter(part["kendall_tau"], 100 * part["test_error"], s=6, color=colors[run], alpha=0.5,
+            ax.scatter(part["kendall_tau"], 100 * part["test_error"], s=6, color=colors[run], alpha=0.35,
                        linewidths=0, rasterized=True)
-            centres, means = binned_means(part["kendall_tau"].to_numpy(), part["test_error"].to_numpy())
-            ax.plot(centres, 100 * means, color=colors[run], linewidth=1.4, label=f"{run} (binned mean)")
+            if means is not None:
+                m = means[means["run"] == run]
+                ax.errorbar(m["kendall_tau"], 100 * m["mean"], yerr=100 * m["std"].fillna(0), color=colors[run],
+                            linestyle="none", marker="o", markersize=4, capsize=2, linewidth=0.9,
+                            label=f"{run} (mean ± std per swap count)")
+            else:
+                centres, binned = binned_means(part["kendall_tau"].to_numpy(), part["test_error"].to_numpy())
+                ax.plot(centres, 100 * binned, color=colors[run], linestyle="none", marker="o", markersize=4,
+                        label=f"{run} (mean per bin of tau)")
         ax.set_xlabel("Kendall's tau of the block order")
         ax.set_ylabel("test error (%)")
         ax.set_ylim(0, 100)
         ax.invert_xaxis()  # tau = 1 is the original order: more shuffling to the right, as in Fig. 5b
-        ax.set_title("reordering blocks")
+        ax.set_title("reordering blocks (dots: single draws)")
         ax.legend(loc="upper left")
         return style.save_figure(fig, folder, "lesion_swap", formats)
 
@@ -169,8 +215,11 @@ def plot_lesion(folder: str | Path, formats=("png", "pdf"), out: str | Path | No
     folder = Path(folder)
     out = Path(out) if out is not None else folder
     written: list[Path] = []
-    for read, draw in ((read_single, draw_single), (read_delete_k, draw_delete_k), (read_swap, draw_swap)):
-        frame = read(folder)
-        if frame is not None:
-            written += draw(frame, out, formats)
+    single, delete_k, swap = read_single(folder), read_delete_k(folder), read_swap(folder)
+    if single is not None:
+        written += draw_single(single, out, formats)
+    if delete_k is not None:
+        written += draw_delete_k(delete_k, out, formats, single)
+    if swap is not None:
+        written += draw_swap(swap, out, formats)
     return written
