@@ -72,7 +72,7 @@ def train_deep_nets(ctx: StageContext) -> None:
     """The deep residual net (unless the grid trained it) and its stochastic-depth twin (Huang et al. 2016)."""
     from resx.data import load_dataset
     from resx.engine import TrainingRun, resolve_device, train_many
-    from resx.engine.run import run_folder_state
+    from resx.engine.run_folder import run_folder_state
 
     settings: ReproduceSettings = ctx.reproduce
     base = replace(ctx.train, model=settings.deep_model, **settings.deep_train)

@@ -15,7 +15,7 @@ from resx.cli import app
 from resx.config import resolve_config
 from resx.data import load_dataset
 from resx.engine import train
-from resx.engine.run import CURVE_COLUMNS
+from resx.engine.run_folder import CURVE_COLUMNS
 from resx.engine.step import TrainStep
 from resx.models import create_model
 

@@ -569,11 +569,37 @@ def test_graph_warmup_fits_an_epoch_of_fewer_than_three_batches(monkeypatch):
     assert run.status == "finished"
 
 
-def test_git_commit_is_the_code_this_process_runs(monkeypatch):
-    """A long grid keeps reporting the commit it was started from, even if the checkout moves on meanwhile."""
-    import resx.provenance as provenance
+def test_run_info_keeps_every_attempt_in_its_history():
+    """Started on one thread, interrupted mid-epoch, resumed on two: run_info.json's history says both attempts
+    (their thread counts, iterations, statuses, start times); the top level describes the latest one."""
+    run = TrainingRun(tiny_config(epochs=2, threads=1), "run")
+    train_epochs(run, 1)
+    steps = run.steps()
+    next(steps)
+    run.save_interrupted()
+    first = json.loads(Path("run/run_info.json").read_text())
+    assert [h["status"] for h in first["history"]] == ["interrupted"]
+    del run, steps
 
-    first = provenance.git_commit()
-    monkeypatch.setattr(provenance, "_read_commit", lambda where: "moved-on")
-    assert provenance.git_commit() == first
-    assert provenance.git_commit(".") == "moved-on"  # another folder is read when asked
+    train(tiny_config(epochs=2, threads=2), "run", resume="require")
+    info = json.loads(Path("run/run_info.json").read_text())
+    history = info["history"]
+    assert [h["status"] for h in history] == ["interrupted", "finished"]
+    assert [h["threads"] for h in history] == [1, 2]
+    assert history[0]["iterations_at_start"] == 0 and history[0]["iterations_done"] == 9
+    assert history[1]["iterations_at_start"] == 9 and history[1]["iterations_done"] == 16
+    assert info["cpu_threads"] == 2 and info["provenance"]["threads"] == 2  # the latest attempt
+    assert info["started"] == history[0]["start"] and history[1]["start"] >= history[0]["start"]
+    for entry in history:
+        assert {"start", "end", "git_commit", "resx_version", "torch", "device", "precision", "host"} <= set(entry)
+
+
+def test_an_attempt_that_ended_without_a_word_is_recorded_as_killed():
+    """A process killed outright leaves its attempt 'running' in run_info.json; the next attempt marks it killed."""
+    run = TrainingRun(tiny_config(epochs=2), "run")
+    train_epochs(run, 1)  # run_info.json now says running (as a SIGKILL would leave it)
+    run.release_lock()
+    del run
+    train(tiny_config(epochs=2), "run", resume="require")
+    history = json.loads(Path("run/run_info.json").read_text())["history"]
+    assert [h["status"] for h in history] == ["killed", "finished"]

@@ -62,7 +62,8 @@ def _worker(jobs: Any, events: Any, threads: int, progress_every: int) -> None:
     import torch
 
     from resx.data import load_dataset
-    from resx.engine.run import TrainingRun, train_many
+    from resx.engine.driver import train_many
+    from resx.engine.run import TrainingRun
 
     torch.set_num_threads(threads)
     datasets: dict[tuple[str, str | None], Any] = {}

@@ -1,19 +1,8 @@
-"""One training run: a run folder, a model, a dataset on the device, the step, the schedule, checkpoints.
-
-Run folder:
-    config.yaml     the resolved config (defaults < YAML < command line)
-    run_info.json   seed, versions (torch, CUDA), device name, git commit, dataset, status, memory, timing
-    metrics.csv     one row per epoch (columns: METRIC_COLUMNS); train_error is measured on the training
-                    batches of that epoch while training, as in He et al. 2015 Fig. 6
-    iterations.csv  the training curve against iterations, as He et al. 2015 Fig. 6 draws it (CURVE_COLUMNS): a row
-                    every `curve_every` iterations with the training error and loss over the last `curve_window`
-                    batches, so that even a short run gives a smooth curve
-    checkpoint.pt   see checkpoint.py; written after every epoch (and on Ctrl-C, mid-epoch)
-    checkpoints/    with --save-every N (config save_every): epoch-NNN.pt, the checkpoint of every N-th epoch, kept
-                    (checkpoint.pt is replaced each epoch), for studies of the net along training
+"""One training run: a model, a dataset on the device, the step, the schedule, checkpoints, and its run folder
+(run_folder.py says what the folder holds and the rules for resuming it).
 
 `TrainingRun` is driven step by step (`steps()` is a generator) so that a study can interleave several runs on
-one GPU, each on its own CUDA stream (see `train_many`).
+one GPU, each on its own CUDA stream (see resx.engine.driver.train_many).
 """
 
 from __future__ import annotations
@@ -27,85 +16,21 @@ from typing import Any
 
 import torch
 
-from resx.atomic import FolderLock, save_torch_atomic, write_csv_atomic, write_json_atomic, write_yaml_atomic
+from resx.atomic import FolderLock, save_torch_atomic, write_csv_atomic, write_json_atomic
 from resx.config import PAPER_ITERATIONS, TrainConfig
-from resx.data import ImageData, load_dataset, normalise_data_spec
+from resx.data import ImageData, load_dataset
 from resx.engine import checkpoint as ckpt_io
 from resx.engine.device import precision_choice, resolve_device, set_cpu_threads, wants_channels_last
 from resx.engine.evaluate import Evaluator
-from resx.engine.interrupt import DeferredInterrupt
 from resx.engine.step import TrainStep
-from resx.errors import ResxError, TrainingDiverged, TrainingInterrupted
+from resx.engine.run_checkpoint import RunCheckpoints
+from resx.engine.run_folder import (METRIC_COLUMNS, attempt_entry, check_run_folder, earlier_attempts,
+                                    epoch_checkpoint_path, iteration_curve, start_folder, take_lock, update_attempt)
+from resx.errors import ResxError, TrainingDiverged
 from resx.models import create_model, get_model_spec
-from resx.provenance import environment
-
-METRIC_COLUMNS = [
-    "epoch", "iteration", "lr", "train_loss", "train_error", "test_loss", "test_error",
-    "seconds", "images_per_second", "elapsed_seconds", "batch_size", "lr_start", "lr_end",
-]
-# iterations.csv: `iteration` counts batches done; train_error/train_loss are the means over the `window` batches
-# up to and including it (fewer at the start); batch_error/batch_loss are that one batch's.
-CURVE_COLUMNS = ["iteration", "epoch", "lr", "train_error", "train_loss", "window", "batch_error", "batch_loss"]
-# Fields that must match when resuming: another model or dataset is another run.
-IDENTITY_FIELDS = ("model", "data", "shortcut", "stochastic_depth", "depth", "width", "batch_size")
-# Fields a resume may change: where and how fast it runs, not what it computes. The length (epochs, iterations) may
-# change too, to no fewer iterations than are done; the change is recorded (run_info.json's length_changes). Every
-# other field (lr, momentum, weight decay, milestones, seed, ...) must match, so that config.yaml keeps saying
-# what the run used.
-FREE_ON_RESUME = ("device", "data_dir", "graph", "threads", "eval_batch_size", "curve_every", "curve_window",
-                  "save_every", "epochs", "iterations")
-
-# --save-every N: every N-th epoch's checkpoint is also kept, as checkpoints/epoch-NNN.pt (`epoch_checkpoint_path`)
-EPOCH_CHECKPOINTS = "checkpoints"
+from resx.provenance import environment, now, provenance
 
 ProgressFn = Callable[["TrainingRun", dict[str, Any] | None], None]
-
-
-def iteration_curve(losses: Sequence[float], errors: Sequence[int], *, batch_size: int, every: int, window: int,
-                    lrs: Sequence[float], steps_per_epoch: int):
-    """iterations.csv's rows (CURVE_COLUMNS) from per-batch losses and misclassified counts: one row every `every`
-    iterations (and the last), each with the means over the last `window` batches."""
-    import pandas as pd
-
-    n = len(errors)
-    if n == 0:
-        return pd.DataFrame(columns=CURVE_COLUMNS)
-    err = pd.Series(errors, dtype="float64") / batch_size
-    loss = pd.Series(losses, dtype="float64")
-    err_w = err.rolling(window, min_periods=1).mean()
-    loss_w = loss.rolling(window, min_periods=1).mean()
-    picked = sorted({*range(every - 1, n, every), n - 1})  # 0-based batch index of each row
-    return pd.DataFrame({
-        "iteration": [i + 1 for i in picked],
-        "epoch": [i // steps_per_epoch + 1 for i in picked],
-        "lr": [lrs[i] for i in picked],
-        "train_error": err_w.iloc[picked].round(6).to_numpy(),
-        "train_loss": loss_w.iloc[picked].round(6).to_numpy(),
-        "window": [min(window, i + 1) for i in picked],
-        "batch_error": err.iloc[picked].round(6).to_numpy(),
-        "batch_loss": loss.iloc[picked].round(6).to_numpy(),
-    }, columns=CURVE_COLUMNS)
-
-
-def epoch_checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
-    """Where --save-every keeps the checkpoint of `epoch` (counted from 1): RUN_DIR/checkpoints/epoch-NNN.pt."""
-    return Path(run_dir) / EPOCH_CHECKPOINTS / f"epoch-{epoch:03d}.pt"
-
-
-def run_folder_state(run_dir: Path) -> str:
-    """'empty' (absent or no resx files), 'finished', or 'partial'."""
-    if not (run_dir / ckpt_io.CHECKPOINT_NAME).exists() and not (run_dir / "metrics.csv").exists():
-        return "empty"
-    info = run_dir / "run_info.json"
-    if info.exists():
-        import json
-
-        try:
-            if json.loads(info.read_text()).get("status") == "finished":
-                return "finished"
-        except ValueError:
-            pass
-    return "partial"
 
 
 def _check_model(cfg: TrainConfig) -> None:
@@ -116,7 +41,7 @@ def _check_model(cfg: TrainConfig) -> None:
                         "shortcuts (leave --shortcut out)")
 
 
-class TrainingRun:
+class TrainingRun(RunCheckpoints):
     """One run, ready to train once built: `TrainingRun(config, run_dir, ...)` checks the run folder against the
     resume rules, builds the net, its training step and its evaluator on the device, restores the checkpoint it
     resumes from, takes the folder's lock and writes config.yaml and run_info.json. Then `steps()` and
@@ -142,7 +67,9 @@ class TrainingRun:
         self.name = name or self.run_dir.name
         self.resume, self.overwrite = resume, overwrite
         _check_model(cfg)
-        resume_from, stamp = self._check_folder()
+        resume_from, stamp = check_run_folder(self.run_dir, cfg, resume=resume, overwrite=overwrite)
+        # the attempts that trained this run before (run_info.json's history); this one is added below
+        self.history: list[dict[str, Any]] = earlier_attempts(self.run_dir) if resume_from is not None else []
 
         # --- the training state: a fresh run's, replaced by the checkpoint's when resuming (`_restore`) ---
         self.status = "new"  # new, running, finished, interrupted, diverged (run_info.json's status)
@@ -187,7 +114,7 @@ class TrainingRun:
                 )
                 if resume_from is not None:
                     self.length_changes = self._length_changes(resume_from)
-                    self._lock = self._take_lock(stamp)  # before _restore rewrites metrics.csv
+                    self._lock = take_lock(self.run_dir, stamp)  # before _restore rewrites metrics.csv
                     self._restore(resume_from)
                 if self.device.type == "cuda" and cfg.graph and not self.done:  # a finished run needs no graphs
                     self.step.capture_graph()
@@ -205,70 +132,18 @@ class TrainingRun:
 
         # --- every check passed: from here on this process writes the folder, alone ---
         if self._lock is None:
-            self._lock = self._take_lock(stamp)
-        self._start_folder()
-        self.env = environment(self.device)  # versions, device name, git commit: for run_info.json
+            self._lock = take_lock(self.run_dir, stamp)
+        start_folder(self.run_dir, cfg, self.overwrite)
+        self.env = environment(self.device)  # versions, device name, git commit: run_info.json's top level
+        self.provenance = provenance(self.device, self.precision, self.threads)
+        self.history.append(attempt_entry(self.provenance, start=self.provenance["time"],
+                                          iterations_at_start=self.host_iteration))
         self.status = "running"
         self._write_info()
 
     def setup(self) -> "TrainingRun":
         """The run is set up when it is built; kept so that `TrainingRun(...).setup()` still works. Returns self."""
         return self
-
-    # --- set-up ---------------------------------------------------------------------------------------
-    def _check_folder(self) -> tuple[dict[str, Any] | None, tuple]:
-        """Apply the resume/overwrite rules; return the checkpoint to resume from, if any, and the folder's stamp
-        (see `_folder_stamp`)."""
-        from resx.atomic import check_output_folder
-
-        check_output_folder(self.run_dir, "run folder")
-        stamp = self._folder_stamp()
-        state = run_folder_state(self.run_dir)
-        has_ckpt = (self.run_dir / ckpt_io.CHECKPOINT_NAME).exists()
-        if self.overwrite:
-            return None, stamp  # the old files are removed in _start_folder, once the new run is known to start
-        if self.resume == "require" and not has_ckpt:
-            raise ResxError(f"--resume: no checkpoint in {self.run_dir}; start the run without --resume")
-        if self.resume == "never" and state != "empty":
-            raise ResxError(
-                f"run folder {self.run_dir} already holds a run; pass --resume to continue it or --overwrite to start again"
-            )
-        if not has_ckpt:
-            return None, stamp
-        ckpt = ckpt_io.read_checkpoint(self.run_dir / ckpt_io.CHECKPOINT_NAME)
-        self._check_same_run(ckpt["config"])
-        return ckpt, stamp
-
-    def _check_same_run(self, saved: dict[str, Any]) -> None:
-        """A checkpoint resumes only the run it was written by: same identity, same settings (FREE_ON_RESUME
-        aside)."""
-        for key in IDENTITY_FIELDS:
-            same = (normalise_data_spec(saved.get(key)) == normalise_data_spec(self.config.data) if key == "data"
-                    else saved.get(key) == getattr(self.config, key))
-            if not same:
-                raise ResxError(
-                    f"checkpoint in {self.run_dir} is for {key}={saved.get(key)!r}, not {getattr(self.config, key)!r}; "
-                    "use another --out or --overwrite"
-                )
-        for key, value in self.config.to_dict().items():
-            if key in IDENTITY_FIELDS or key in FREE_ON_RESUME or key not in saved or saved[key] == value:
-                continue
-            raise ResxError(
-                f"checkpoint in {self.run_dir} was trained with {key}={saved[key]!r}, not {value!r}; a resumed run "
-                f"keeps its settings ({self.run_dir}/config.yaml): give the same ones, another --out, or --overwrite"
-            )
-
-    def _folder_stamp(self) -> tuple:
-        """What the run folder's files look like now: seen again once the lock is held, to catch a writer that
-        was at work between the checks and the lock."""
-        stamp = []
-        for name in (ckpt_io.CHECKPOINT_NAME, "metrics.csv", "run_info.json", "config.yaml"):
-            try:
-                st = (self.run_dir / name).stat()
-                stamp.append((name, st.st_size, st.st_mtime_ns))
-            except OSError:
-                stamp.append((name, None, None))
-        return tuple(stamp)
 
     def _data_on_device(self, given: ImageData | None) -> ImageData:
         cfg = self.config
@@ -331,31 +206,9 @@ class TrainingRun:
                             "epochs": self.config.epochs, "iterations": self.config.iterations})
         return changes
 
-    def _take_lock(self, stamp: tuple) -> FolderLock:
-        """Hold the run folder for this process (released when it ends, or by release_lock): a second writer —
-        another `resx train` into the same --out, or a --resume of a run being trained — is refused. `stamp`:
-        the folder as the checks saw it."""
-        lock = FolderLock(self.run_dir)
-        if self._folder_stamp() != stamp:
-            lock.release()
-            raise ResxError(f"run folder {self.run_dir} was written by another process while this one started; "
-                            "run the command again")
-        return lock
-
     def release_lock(self) -> None:
         if self._lock is not None:
             self._lock.release()
-
-    def _start_folder(self) -> None:
-        """With --overwrite, the old run's files go (only now: a command that fails before this must not cost the
-        user the old run); then the folder and its config.yaml."""
-        if self.overwrite:
-            for f in ("checkpoint.pt", "metrics.csv", "run_info.json", "config.yaml"):
-                (self.run_dir / f).unlink(missing_ok=True)
-            for kept in (self.run_dir / EPOCH_CHECKPOINTS).glob("epoch-*.pt"):
-                kept.unlink(missing_ok=True)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml_atomic(self.run_dir / "config.yaml", self.config.to_dict())
 
     def _total_iterations(self) -> int:
         cfg = self.config
@@ -385,83 +238,6 @@ class TrainingRun:
         `steps()` sets again before the first step)."""
         return self.config.iterations or PAPER_ITERATIONS
 
-    # --- checkpoints -----------------------------------------------------------------------------------
-    def _checkpoint(self) -> dict[str, Any]:
-        s = self.step.state
-        # the run's own generator (see engine/step.py); its state's format depends on the device type
-        rng = {"step": self.step.generator.get_state(), "device": self.device.type}
-        return {
-            "format": ckpt_io.FORMAT,
-            "version": ckpt_io.VERSION,
-            "config": self.config.to_dict(),
-            "model_name": self.net.model_name,
-            "model_options": self.net.model_options,
-            "model_state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "momentum_buffers": [b.detach().cpu() for b in s.momentum_buffers],
-            "step_state": {k: v.detach().cpu() for k, v in s.tensors().items()},
-            "epoch": self.epoch,
-            "iteration": self.host_iteration,
-            "cursor": self._cursor,
-            "epoch_seconds_so_far": self._epoch_seconds_so_far(),
-            "elapsed": self.elapsed,
-            "warmup_done": self.warmup_done,
-            "rng": rng,
-            "metrics": self.metrics,
-            "batch_losses": self.batch_losses,
-            "batch_errors": self.batch_errors,
-            "batch_lrs": self.batch_lrs,
-            "dataset": self.data.describe(),
-            "length_changes": self.length_changes,
-        }
-
-    def _save_checkpoint(self) -> None:
-        save_torch_atomic(self.run_dir / ckpt_io.CHECKPOINT_NAME, self._checkpoint())
-
-    def _save_epoch_checkpoint(self) -> None:
-        """The end of an epoch: checkpoint.pt, and with `save_every` N, every N-th epoch a copy that stays
-        (checkpoints/epoch-NNN.pt). The copy is written first: a run killed in between resumes from the epoch
-        before and writes the same copy again."""
-        ckpt = self._checkpoint()
-        every = self.config.save_every
-        if every and self.epoch % every == 0:
-            save_torch_atomic(epoch_checkpoint_path(self.run_dir, self.epoch), ckpt)
-        save_torch_atomic(self.run_dir / ckpt_io.CHECKPOINT_NAME, ckpt)
-
-    def _restore(self, ckpt: dict[str, Any]) -> None:
-        try:
-            self.net.load_state_dict(ckpt["model_state"])
-            with torch.no_grad():
-                for buf, saved in zip(self.step.state.momentum_buffers, ckpt["momentum_buffers"], strict=True):
-                    buf.copy_(saved)
-                for key, tensor in self.step.state.tensors().items():
-                    if key in ("batch_losses", "batch_errors") and key not in ckpt["step_state"]:
-                        continue  # a checkpoint from before iterations.csv: the curve starts at the resume
-                    tensor.copy_(ckpt["step_state"][key])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise ResxError(f"checkpoint in {self.run_dir} does not fit this run ({str(e).splitlines()[0][:100]})") from None
-        self.epoch, self.host_iteration = ckpt["epoch"], ckpt["iteration"]
-        self._cursor = ckpt["cursor"]
-        self._resumed_epoch_seconds = ckpt.get("epoch_seconds_so_far", 0.0)
-        self.elapsed = ckpt["elapsed"]
-        self.warmup_done = ckpt["warmup_done"]
-        self.metrics = list(ckpt["metrics"])
-        self.batch_losses = list(ckpt.get("batch_losses", []))
-        self.batch_errors = list(ckpt.get("batch_errors", []))
-        self.batch_lrs = list(ckpt.get("batch_lrs", []))
-        rng = ckpt.get("rng", {})
-        if "step" not in rng:
-            raise ResxError(f"checkpoint in {self.run_dir} has no random state for its training step; it was written "
-                            "by an older resx: start the run again with --overwrite")
-        if rng.get("device") == self.device.type:
-            self.step.generator.set_state(rng["step"])
-        else:
-            # Started on another device type (CPU and CUDA generators keep different states): the current epoch's
-            # draws are restored above; later epochs draw from a generator seeded from (seed, iteration).
-            self.step.generator.manual_seed(self.config.seed * 1_000_003 + self.host_iteration)
-            self.resumed_from_device = rng.get("device", "unknown")
-        # metrics.csv may hold a row written after this checkpoint's epoch (killed in between): rewrite it.
-        self._write_metrics()
-
     def _epoch_seconds_so_far(self) -> float:
         if self._epoch_started is None:
             return 0.0
@@ -481,6 +257,7 @@ class TrainingRun:
                                lrs=self.batch_lrs, steps_per_epoch=self.step.steps_per_epoch)
 
     def _write_info(self, **extra: Any) -> None:
+        update_attempt(self.history[-1], end=now(), status=self.status, iterations_done=self.host_iteration)
         info = {
             "name": self.name,
             "status": self.status,
@@ -505,6 +282,9 @@ class TrainingRun:
             **({"resumed_from_device": self.resumed_from_device} if self.resumed_from_device else {}),
             **({"length_changes": self.length_changes} if self.length_changes else {}),
             **self.env,
+            "provenance": self.provenance,
+            "started": self.history[0].get("start") or self.provenance["time"],  # the run's first attempt
+            "history": self.history,  # one entry per attempt (process) that trained this run
             **extra,
         }
         write_json_atomic(self.run_dir / "run_info.json", info)
@@ -610,99 +390,3 @@ class TrainingRun:
         self.status = "interrupted"
         self._save_checkpoint()
         self._write_info()
-
-
-def train_many(
-    runs: Sequence[TrainingRun],
-    *,
-    progress: ProgressFn | None = None,
-    progress_every: int = 50,
-    queue: Sequence[Callable[[], TrainingRun]] = (),
-    concurrency: int | None = None,
-    resume_hint: str = "run the same command with --resume to continue",
-) -> list[TrainingRun]:
-    """Train runs (built TrainingRuns), interleaving their steps so that on CUDA each run's graph replays
-    on its own stream while the others run (several small nets fill one GPU better than one). On the CPU the
-    steps simply alternate. Each run moves on to its next epoch as soon as it finishes one, so a fast net never
-    waits for a slow one. `queue` holds more runs to start (callables that build a TrainingRun): whenever a run
-    finishes, the next one joins, keeping `concurrency` runs going. Ctrl-C saves every active run and raises
-    TrainingInterrupted (its message ends with `resume_hint`). SIGTERM is treated like Ctrl-C. Returns every run
-    trained, in the order they started."""
-    queue = list(queue)
-    limit = concurrency or max(1, len(runs))
-    started = list(runs)
-    active = [r for r in runs if not r.done]
-
-    def refill() -> None:
-        while queue and len(active) < limit:
-            run = queue.pop(0)()
-            started.append(run)
-            if progress:
-                progress(run, None)
-            if not run.done:
-                active.append(run)
-            else:
-                if run.status != "finished":  # killed after its last checkpoint but before run_info said so
-                    run.status = "finished"
-                    run._write_info()
-                run.release_lock()
-
-    refill()
-    generators = {id(r): r.steps() for r in active}
-    count = 0
-    with DeferredInterrupt() as interrupt:
-        while active:
-            for run in list(active):
-                try:
-                    next(generators[id(run)])
-                    interrupt.pause_point(run.name, run.host_iteration)  # a test hook; nothing unless asked
-                    continue
-                except StopIteration:
-                    pass
-                row = run.finish_epoch()
-                if progress:
-                    progress(run, row)
-                if run.done:
-                    active.remove(run)
-                    run.release_graphs()
-                    run.release_lock()  # its files are final: the folder is free for others
-                    refill()
-                    for new in active:
-                        generators.setdefault(id(new), new.steps())
-                else:
-                    generators[id(run)] = run.steps()
-            count += 1
-            if progress and count % progress_every == 0:
-                for run in active:
-                    progress(run, None)
-            if interrupt.requested:
-                for run in active:
-                    run.save_interrupted()
-                names = ", ".join(str(r.run_dir) for r in active)
-                what = "interrupted" if interrupt.signal_name == "SIGINT" else f"stopped by {interrupt.signal_name}"
-                raise TrainingInterrupted(f"{what}; checkpoints saved in {names}; {resume_hint}",
-                                          exit_code=128 + signal.Signals[interrupt.signal_name].value)
-    return started
-
-
-def train(
-    config: TrainConfig,
-    run_dir: str | Path,
-    *,
-    resume: str = "never",
-    overwrite: bool = False,
-    data: ImageData | None = None,
-    progress: ProgressFn | None = None,
-) -> TrainingRun:
-    """Train one model (library entry point of `resx train`). Returns the finished run (metrics in `.metrics`)."""
-    run = TrainingRun(config, run_dir, resume=resume, overwrite=overwrite, data=data)
-    try:
-        if progress:
-            progress(run, None)
-        train_many([run], progress=progress)
-        if run.status != "finished":  # resumed a finished run: nothing to do, but say so in run_info
-            run.status = "finished"
-            run._write_info()
-    finally:
-        run.release_lock()
-    return run
