@@ -22,7 +22,7 @@ from resx.cli_common import (
     user_errors,
 )
 from resx.options import check_numbers, float_list
-from resx.plugins.degradation import show_degradation
+from resx.studies.degradation.command import show_degradation
 
 app = typer.Typer(
     name="resx",
@@ -201,16 +201,20 @@ def demo_command(
     show_degradation(result)
 
 
-# --- the studies: each declares its own command (resx/plugins/<study>.py) ----------------------------------------
-def _add_study_commands() -> None:
+# --- the studies: each declares its own command (resx/studies/<name>/command.py) ----------------------------------
+def add_study_commands() -> None:
+    """Add every registered study's command not on the app yet (called at import; again after a late registration)."""
     from resx.studies.registry import registered
 
+    taken = {c.name for c in app.registered_commands}
     for study in registered():
-        if study.command is not None:
-            app.command(study.command_name or study.name)(study.command())
+        name = study.command_name or study.name
+        if study.command is not None and name not in taken:
+            app.command(name)(study.command())
+            taken.add(name)
 
 
-_add_study_commands()
+add_study_commands()
 
 
 # --- plot and report (CSV only: these never import torch) ----------------------------------------------------------

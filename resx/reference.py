@@ -32,7 +32,7 @@ PUBLIC_REPRO_TEST_ERROR = {20: 0.0827, 32: 0.0737, 44: 0.0690, 56: 0.0661, 110: 
 PUBLIC_REPRO_RESNET56_RANGE = (0.069, 0.084)  # over 6 users' runs: about +-0.5 points
 # The spread of one run of a recipe about its mean, as the public reproduction's users report for ResNet-56
 # (about +-0.5 points); two independent runs then differ by about sqrt(2) times this, and with one seed per net a
-# smaller difference says nothing about which net is better (resx.plugins.degradation.depth_effect).
+# smaller difference says nothing about which net is better (resx.studies.degradation.verdict.depth_effect).
 RUN_TO_RUN_SPREAD = 0.005
 
 # --- He et al. 2016, "Identity Mappings in Deep Residual Networks" (arXiv 1603.05027): original -> pre-activation -

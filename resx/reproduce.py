@@ -39,7 +39,7 @@ class ReproduceSettings:
     """The `reproduce:` section of a profile."""
 
     # Veit et al. 2016 lesioned and unraveled a pre-activation ResNet-110 (Veit et al. 2016, §4); with nothing after the
-    # addition its paths split exactly (resx/studies/paths.py).
+    # addition its paths split exactly (resx/studies/paths/path_gradients.py).
     deep_model: str = "preresnet110"
     # true: the deep net is the grid's own run of deep_model (a CPU profile cannot afford a separate one)
     deep_from_grid: bool = False
@@ -123,15 +123,21 @@ def profile_path(profile: str) -> Path:
     return path
 
 
-def _load_stages(out: Path) -> dict[str, Any]:
+def _load_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads((out / "stages.json").read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _load_stages(out: Path) -> dict[str, Any]:
+    return _load_json(out / "stages.json")
 
 
 def run_stage(stages: dict[str, Any], name: str, fn: Callable[[], Any], stages_file: Path,
-              say: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter) -> None:
+              say: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter,
+              commit: str | None = None) -> None:
     """Run one stage unless stages.json says it finished (the report is redrawn every time: a stage run now, e.g.
     a study added since, must be in it), keeping in `stages` and the file its status and its wall time.
 
@@ -139,7 +145,8 @@ def run_stage(stages: dict[str, Any], name: str, fn: Callable[[], Any], stages_f
     is their sum, so that it compares with a time target however often the run was stopped; `attempts` counts them
     and `last_attempt_seconds` is the one that finished it. An attempt killed outright (SIGKILL, power loss) cannot
     record its time: it is counted in `killed_attempts`, and `seconds` is then a lower bound (the run folders'
-    own clocks, e.g. metrics.csv's elapsed_seconds, still hold their share)."""
+    own clocks, e.g. metrics.csv's elapsed_seconds, still hold their share). `git_commit` is resx's commit in the
+    attempt that finished the stage; `commits` lists every commit its attempts ran at, when there were several."""
     entry = stages.get(name, {})
     status = entry.get("status")
     if status == "finished" and name != "report":
@@ -151,7 +158,10 @@ def run_stage(stages: dict[str, Any], name: str, fn: Callable[[], Any], stages_f
     killed = int(entry.get("killed_attempts", 0)) + (status == "running") if resumed else 0
     say(f"stage {name} ...")
     start = clock()
-    progress = {"attempts": attempts, "earlier_seconds": round(earlier, 1), "killed_attempts": killed}
+    commits = list(dict.fromkeys([*(entry.get("commits") or [entry.get("git_commit")] if resumed else []), commit]))
+    commits = [c for c in commits if c]
+    progress = {"attempts": attempts, "earlier_seconds": round(earlier, 1), "killed_attempts": killed,
+                "git_commit": commit, **({"commits": commits} if len(commits) > 1 else {})}
     stages[name] = {"status": "running", **progress}
     write_json_atomic(stages_file, stages)
     try:
@@ -162,7 +172,8 @@ def run_stage(stages: dict[str, Any], name: str, fn: Callable[[], Any], stages_f
         raise
     this = clock() - start
     stages[name] = {"status": "finished", "seconds": round(earlier + this, 1), "attempts": attempts,
-                    "last_attempt_seconds": round(this, 1), "killed_attempts": killed}
+                    "last_attempt_seconds": round(this, 1), "killed_attempts": killed, "git_commit": commit,
+                    **({"commits": commits} if len(commits) > 1 else {})}
     write_json_atomic(stages_file, stages)
     over = f" over {attempts} attempts" if attempts > 1 else ""
     lost = f" (at least: {killed} attempt(s) killed before they could record their time)" if killed else ""
@@ -204,14 +215,21 @@ def reproduce(
     out.mkdir(parents=True, exist_ok=True)
     stages = _load_stages(out)
     shown = path.resolve().relative_to(PROFILES_DIR.parent) if path.resolve().is_relative_to(PROFILES_DIR.parent) else path
-    from resx.provenance import environment
+    from resx.provenance import environment, provenance
 
+    block = provenance(dev, train.precision)
+    invocation = {"time": block["time"], "git_commit": block["git_commit"], "resx_version": block["resx_version"],
+                  "profile": profile, "data": train.data, "epochs_override": epochs, "seed_override": seed,
+                  "host": block["host"], "device_name": block["device_name"]}
+    history = _load_json(out / "reproduce.json").get("history") or []
     write_json_atomic(out / "reproduce.json", {"profile": profile, "file": str(shown), "data": train.data,
-                                                "epochs_override": epochs, "notes": settings.notes or None,
-                                                **environment(dev)})
+                                                "epochs_override": epochs, "seed_override": seed,
+                                                "notes": settings.notes or None, **environment(dev),
+                                                "provenance": block,
+                                                "history": [*history, invocation]})  # one entry per invocation
 
     def stage(name: str, fn: Callable[[], Any]) -> None:
-        run_stage(stages, name, fn, out / "stages.json", say)
+        run_stage(stages, name, fn, out / "stages.json", say, commit=block["git_commit"])
 
     context = StageContext(profile=path, train=train, device=str(dev), out=out, reproduce=settings,
                            deep_runs=deep_run_folders(settings, out, train.seed), overrides=overrides,

@@ -1,6 +1,7 @@
 """Shared fixtures: everything runs on the CPU, offline, on tiny data the tests make themselves."""
 
 import os
+import sys
 
 import pytest
 
@@ -18,6 +19,13 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("RESX_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("RESX_NO_DOWNLOAD", "1")
     monkeypatch.chdir(tmp_path)
+    torch = sys.modules.get("torch")  # not imported here: the torch-free tests stay torch-free
+    threads = torch.get_num_threads() if torch is not None else None
+    yield
+    # a run with --threads N sets torch's threads for the whole process: the next test starts with the usual one
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != (threads or 1):
+        torch.set_num_threads(threads or 1)
 
 
 @pytest.fixture

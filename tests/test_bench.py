@@ -51,9 +51,27 @@ def test_bench_repeats_in_rotating_rounds_and_reports_median_and_spread():
     assert info["peak_gflops"]["fp32"] > 0 and info["peak_gflops"]["bf16"] > 0
 
 
+def test_bench_info_carries_the_provenance_block_and_the_report_says_so():
+    """bench_info.json keeps its top-level environment fields and adds the provenance block; the report section
+    says, right after its heading, which precisions, device and resx computed it."""
+    from resx.studies.bench.report import bench_section
+
+    result = runner.invoke(app, ["bench", "--models", "resnet8", "--data", "synthetic:size=8,train=256,test=64",
+                                 "--methods", "resx-eager-fp32", "--seconds", "0.1", "--rounds", "1",
+                                 "--batch-size", "32", "--device", "cpu", "--out", "bench"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(Path("bench/bench_info.json").read_text())
+    block = info["provenance"]
+    assert block["precision"] == "fp32" and block["device"] == "cpu" and block["threads"] >= 1
+    assert {"resx_version", "git_commit", "torch", "host", "time", "device_name"} <= set(block)
+    assert {"torch", "device", "device_name", "threads", "data", "workers_trials"} <= set(info)  # kept at top level
+    lines = bench_section(Path("bench"), Path("."), Path("."), several=False)
+    assert lines[0].startswith("#") and lines[2].startswith("Computed in **fp32** on CPU")
+
+
 def test_bench_without_a_dataset_falls_back_to_synthetic_images_and_says_so():
     """No --data and no CIFAR-10 on the machine (offline): CIFAR-shaped synthetic images, said plainly."""
-    from resx.bench import SYNTHETIC_FALLBACK
+    from resx.studies.bench.declare import SYNTHETIC_FALLBACK
 
     result = runner.invoke(app, ["bench", "--models", "resnet8", "--methods", "resx", "--seconds", "0.1",
                                  "--rounds", "1", "--batch-size", "32", "--device", "cpu", "--out", "bench"])
@@ -75,7 +93,7 @@ def test_common_recipe_tries_worker_counts_and_reports_the_fastest():
 
 def test_forward_macs_match_he_et_al():
     """He et al. 2015 count 40.8M multiply-accumulates for ResNet-20 on a 32x32 image (conv and fc layers)."""
-    from resx.bench import forward_macs
+    from resx.studies.bench.flops import forward_macs
     from resx.data import load_dataset
 
     data = load_dataset("synthetic:size=32,train=128,test=32", None)

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from resx.cli import app
 from resx.config import TrainConfig
-from resx.studies import degradation
-from resx.studies.degradation import CURVE_COLUMNS, SUMMARY_COLUMNS
+from resx.studies.degradation import grid
+from resx.studies.degradation.declare import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 from conftest import TINY_DATA
 
@@ -57,6 +57,17 @@ def test_rerun_skips_finished_runs():
     assert result.exit_code == 0
     assert "skip" in result.output
     assert {p: p.stat().st_mtime_ns for p in Path("deg").glob("*/checkpoint.pt")} == stamps
+    # grid_info.json: the top level is the latest invocation, `history` holds both
+    info = json.loads(Path("deg/grid_info.json").read_text())
+    assert info["trained"] == 0 and info["runs"] == 4 and "provenance" in info
+    first, second = info["history"]
+    assert (first["trained"], second["trained"]) == (4, 0) and first["runs"] == second["runs"] == 4
+    assert first["settings"]["depths"] == [8, 14] and first["settings"]["seeds"] == 1 and first["settings"]["shard"] is None
+    for entry in (first, second):
+        assert entry["started"] <= entry["ended"] and entry["seconds"] >= 0
+        assert entry["provenance"]["precision"] in ("fp32", "bf16")  # as the runs resolved `auto`
+        assert entry["provenance"]["device"] == "cpu" and entry["provenance"]["resx_version"]
+    assert second["provenance"] == info["provenance"]
 
 
 def test_changed_settings_are_not_mixed_with_old_runs():
@@ -66,8 +77,8 @@ def test_changed_settings_are_not_mixed_with_old_runs():
 
 
 def test_shards_together_equal_the_whole_grid():
-    whole = degradation.plan_grid(TrainConfig(data=TINY_DATA, epochs=1), depths=[8, 14], residual_depths=[20], seeds=2)
-    parts = degradation.shard(whole, 1, 3) + degradation.shard(whole, 2, 3) + degradation.shard(whole, 3, 3)
+    whole = grid.plan_grid(TrainConfig(data=TINY_DATA, epochs=1), depths=[8, 14], residual_depths=[20], seeds=2)
+    parts = grid.shard(whole, 1, 3) + grid.shard(whole, 2, 3) + grid.shard(whole, 3, 3)
     assert sorted(r.label for r in parts) == sorted(r.label for r in whole)
     assert len({r.label for r in parts}) == len(whole)
     # and through the CLI: two shards into one folder give the same tables as the whole grid
@@ -80,7 +91,7 @@ def test_shards_together_equal_the_whole_grid():
 
 
 def test_residual_only_depths_have_no_plain_twin():
-    runs = degradation.plan_grid(TrainConfig(data=TINY_DATA, epochs=1), depths=[8], residual_depths=[14], seeds=1)
+    runs = grid.plan_grid(TrainConfig(data=TINY_DATA, epochs=1), depths=[8], residual_depths=[14], seeds=1)
     assert [r.model for r in runs] == ["plain8", "resnet8", "resnet14"]
 
 
@@ -232,7 +243,7 @@ def test_demo_falls_back_to_synthetic_data_and_says_so(monkeypatch):
 
 def test_final_training_error_covers_the_last_epochs_worth_of_batches():
     """64,000 iterations end in a 40-batch epoch: pool it with the epoch before, weighted by batches."""
-    from resx.studies.degradation import final_train_error
+    from resx.studies.degradation.tables import final_train_error
 
     metrics = pd.DataFrame({"iteration": [390, 780, 820], "train_error": [0.5, 0.4, 0.1]})
     assert final_train_error(metrics, 390) == pytest.approx((40 * 0.1 + 350 * 0.4) / 390)
@@ -242,7 +253,7 @@ def test_final_training_error_covers_the_last_epochs_worth_of_batches():
 
 
 def test_unfinished_runs_stay_out_of_the_final_errors():
-    from resx.plots.degradation import summarize_curves
+    from resx.studies.degradation.draw import summarize_curves
 
     rows = []
     for seed, finished, last in ((0, True, 0.2), (1, False, 0.9)):
@@ -254,7 +265,7 @@ def test_unfinished_runs_stay_out_of_the_final_errors():
 
 
 def test_verdict_compares_twins_at_the_deepest_depth_that_has_both():
-    from resx.studies.degradation import verdict
+    from resx.studies.degradation.verdict import verdict
 
     summary = pd.DataFrame([
         dict(model=m, residual=r, depth=d, final_train_error_mean=e, final_test_error_mean=e)
@@ -278,8 +289,7 @@ def test_verdict_compares_twins_at_the_deepest_depth_that_has_both():
 def test_whether_depth_helps_the_residual_nets(deep_test_error, deep_train_error, seeds, headline):
     """He et al. 2015 Fig. 6 right: ResNet-20 and ResNet-56 closer than their runs land apart are a draw, not a
     verdict, in REPORT.md and on the terminal alike."""
-    from resx.plugins.degradation import degradation_verdicts
-    from resx.studies.degradation import verdict
+    from resx.studies.degradation.verdict import degradation_verdicts, verdict
 
     std = 0.0 if seeds == 1 else 0.002
     summary = pd.DataFrame([
@@ -299,7 +309,7 @@ def test_whether_depth_helps_the_residual_nets(deep_test_error, deep_train_error
 
 def test_a_single_run_is_judged_by_the_run_to_run_spread_even_beside_seeds():
     """One side with seeds and the other a single run: the single run's spread is unknown, so the two-run margin holds."""
-    from resx.plugins.degradation import depth_helps
+    from resx.studies.degradation.verdict import depth_helps
 
     summary = pd.DataFrame([
         dict(model="resnet20", residual=True, depth=20, seeds=3, final_test_error_mean=0.1569,
@@ -313,10 +323,110 @@ def test_a_single_run_is_judged_by_the_run_to_run_spread_even_beside_seeds():
 def test_resnet110_in_the_grid_gets_the_papers_warmup():
     """He et al. 2015 §4.2: ResNet-110 starts at lr 0.01 until training error < 80%; shallower nets do not."""
     from resx.config import TrainConfig
-    from resx.studies.degradation import plan_grid
+    from resx.studies.degradation.grid import plan_grid
 
     runs = {r.config.model: r.config for r in plan_grid(TrainConfig(), depths=[20], residual_depths=[110])}
     assert runs["resnet110"].warmup_lr == 0.01
     assert runs["resnet20"].warmup_lr is None and runs["plain20"].warmup_lr is None
     own = plan_grid(TrainConfig(), depths=[20], residual_depths=[110], per_model={"resnet110": {"warmup_lr": 0.02}})
     assert {r.config.model: r.config.warmup_lr for r in own}["resnet110"] == 0.02
+
+
+def test_grid_info_keeps_an_old_file_without_history_as_its_first_entry(tmp_path):
+    """grid_info.json written before `history` existed: its top level becomes the first entry."""
+    from resx.studies.degradation.compare import write_grid_info
+
+    path = tmp_path / "grid_info.json"
+    path.write_text(json.dumps({"runs": 4, "trained": 1, "skipped": 3, "wall_seconds": 483.0,
+                                "options": {"depths": [20, 56], "seeds": 1, "shard": None}}))
+    now = {"runs": 6, "trained": 2, "skipped": 4, "wall_seconds": 12.0, "seconds": 14.0, "started": "a", "ended": "b",
+           "options": {"depths": [20, 56], "residual_depths": [110], "seeds": 1, "shard": None},
+           "provenance": {"precision": "bf16", "device": "cuda"}}
+    written = write_grid_info(path, now)
+    assert json.loads(path.read_text()) == written
+    assert written["runs"] == 6 and written["trained"] == 2  # the top level: the latest invocation
+    old, latest = written["history"]
+    assert (old["runs"], old["trained"], old["seconds"], old["settings"]["depths"]) == (4, 1, 483.0, [20, 56])
+    assert old["started"] is None and old["provenance"] is None  # what the old file did not say
+    assert (latest["runs"], latest["trained"], latest["seconds"]) == (6, 2, 14.0)
+    assert latest["settings"]["residual_depths"] == [110] and latest["provenance"]["precision"] == "bf16"
+    write_grid_info(path, {**now, "trained": 0})
+    assert [e["trained"] for e in json.loads(path.read_text())["history"]] == [1, 2, 0]
+
+
+def two_seed_curves(epochs: int = 10, steps: int = 100):
+    """A 2-seed grid of plain and residual nets of depths 20 and 56, shaped like He et al. Fig. 6 on CIFAR-10:
+    near chance at first, then residual nets at 13-18% test error, plain nets higher (plain-56 worst)."""
+    import math
+
+    final = {("plain", 20): 0.20, ("plain", 56): 0.27, ("resnet", 20): 0.16, ("resnet", 56): 0.14}
+    curves, iterations = [], []
+    for (kind, depth), end in final.items():
+        for seed in (0, 1):
+            for epoch in range(1, epochs + 1):
+                error = end + 0.75 * math.exp(-1.2 * (epoch - 1)) + 0.01 * seed
+                curves.append(dict(model=f"{kind}{depth}", family="cifar", residual=kind == "resnet", depth=depth,
+                                   seed=seed, epoch=epoch, iteration=epoch * steps, train_error=error - 0.03,
+                                   test_error=error, batch_size=128))
+            for it in range(10, epochs * steps + 1, 10):
+                error = end - 0.03 + 0.75 * math.exp(-1.2 * (it / steps - 1)) + 0.01 * seed
+                iterations.append(dict(model=f"{kind}{depth}", residual=kind == "resnet", depth=depth, seed=seed,
+                                       iteration=it, train_error=min(error, 0.9)))
+    return pd.DataFrame(curves), pd.DataFrame(iterations)
+
+
+def test_degradation_figure_draws_each_seed_thin_and_the_mean_bold(tmp_path):
+    """He et al. Fig. 6 with 2 seeds: one thin line per seed and run, the mean bold, no unexplained band; the
+    residual panel's y-range fits its later training (13-18% differences read); plain and residual nets of one
+    depth in colours that cannot be confused."""
+    from matplotlib.colors import to_rgb
+
+    from resx.plots import style
+    from resx.studies.degradation import draw
+
+    curves, iterations = two_seed_curves()
+    curves.to_csv(tmp_path / "curves.csv", index=False)
+    iterations.to_csv(tmp_path / "iteration_curves.csv", index=False)
+    with style.rc():
+        fig = draw.curves_figure(curves, iterations)
+        plain_ax, residual_ax = fig.axes[:2]
+        for ax in (plain_ax, residual_ax):
+            thin = [line for line in ax.get_lines() if line.get_linewidth() < 1.0]
+            assert len(thin) == 2 * 2 * 2  # 2 models x 2 seeds x (training, test)
+            bold = [line for line in ax.get_lines() if line.get_linewidth() == draw.MEAN_WIDTH]
+            assert len(bold) == 2  # each model's mean test error
+            assert not ax.collections  # no band
+            labels = [t.get_text() for t in ax.get_legend().get_texts()]
+            assert "thin: one seed" in labels and "bold: mean over seeds" in labels
+        low, high = residual_ax.get_ylim()
+        late = 100 * curves[curves["residual"] & (curves["epoch"] >= 5)]["test_error"].max()  # 17%
+        assert low == 0 and late < high <= late + 5
+        assert plain_ax.get_ylim()[1] < 50  # each panel fits its own data
+        colours = {t.get_text(): to_rgb(h.get_color()) for ax in (plain_ax, residual_ax)
+                   for h, t in zip(ax.get_legend().legend_handles, ax.get_legend().get_texts())}
+    for depth in (20, 56):
+        plain, residual = colours[f"plain-{depth}"], colours[f"ResNet-{depth}"]
+        assert sum((a - b) ** 2 for a, b in zip(plain, residual)) ** 0.5 > 0.5
+        assert plain[0] > plain[2] and residual[2] > residual[0]  # warm for plain, cool for residual
+    assert sum((a - b) ** 2 for a, b in zip(colours["ResNet-20"], colours["ResNet-56"])) ** 0.5 > 0.2
+    written = draw.plot_degradation(tmp_path, formats=("png",))
+    assert [p.name for p in written] == ["degradation_curves.png", "error_vs_depth.png"]
+
+
+def test_report_says_which_precision_the_grid_computed_in_and_where_that_comes_from(tmp_path):
+    """REPORT.md's computed_with line: from grid_info.json's provenance block, else from the runs' run_info.json."""
+    from resx.studies.degradation.report import degradation_section
+
+    curves, _ = two_seed_curves(epochs=3)
+    curves.to_csv(tmp_path / "curves.csv", index=False)
+    run = tmp_path / "resnet20-seed0"
+    run.mkdir()
+    (run / "run_info.json").write_text(json.dumps({"precision": "fp32", "device_name": "CPU (2 threads)"}))
+    (tmp_path / "grid_info.json").write_text(json.dumps({"runs": 8, "trained": 8}))  # an old one: no provenance
+    lines = degradation_section(tmp_path, tmp_path, tmp_path, False)
+    assert lines[2] == ("Computed in **fp32** on CPU (2 threads) (from the `precision` in the one run's "
+                        "run_info.json: grid_info.json has no provenance block).")
+    (tmp_path / "grid_info.json").write_text(json.dumps({"runs": 8, "provenance": {
+        "precision": "bf16", "device_name": "NVIDIA H100", "resx_version": "0.1", "torch": "2.5"}}))
+    lines = degradation_section(tmp_path, tmp_path, tmp_path, False)
+    assert lines[2].startswith("Computed in **bf16** on NVIDIA H100") and "grid_info.json's provenance" in lines[2]

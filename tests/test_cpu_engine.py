@@ -136,7 +136,7 @@ def test_zero_init_residual_is_refused_for_a_plain_net_and_dropped_for_plain_twi
 
     with pytest.raises(ResxError, match="zero_init_residual needs residual blocks"):
         create_model("plain8", zero_init_residual=True)
-    from resx.studies.degradation import plan_grid
+    from resx.studies.degradation.grid import plan_grid
 
     runs = plan_grid(tiny(zero_init_residual=True), depths=[8])
     assert {r.model: r.config.zero_init_residual for r in runs} == {"plain8": None, "resnet8": True}

@@ -22,21 +22,16 @@ from resx.config import TrainConfig
 from resx.data import load_dataset, normalize
 from resx.engine import load_model, train
 from resx.errors import ResxError
-from resx.plots.landscape import bowl_ratio, local_convexity, surface_metrics
-from resx.plugins.landscape import CSV_COLUMNS
-from resx.plugins.landscape import LandscapeSettings, landscape_command, landscape_stage, twin_pairs, twin_verdict
-from resx.studies.landscape import (
-    Subset,
-    check_options,
-    fresh_net,
-    grid_points,
-    make_directions,
-    random_directions,
-    recalibrate_batchnorm,
-    run_landscape,
-    shard_points,
-    subset_indices,
-)
+from resx.studies.landscape.command import landscape_command
+from resx.studies.landscape.compute import run_landscape
+from resx.studies.landscape.declare import CSV_COLUMNS, LandscapeSettings
+from resx.studies.landscape.directions import make_directions, random_directions
+from resx.studies.landscape.metrics import bowl_ratio, local_convexity, surface_metrics
+from resx.studies.landscape.options import check_options, grid_points, shard_points
+from resx.studies.landscape.report import landscape_section, twin_pairs, twin_verdict
+from resx.studies.landscape.study import landscape_stage
+from resx.studies.landscape.surface import Subset, recalibrate_batchnorm, subset_indices
+from resx.studies.landscape.targets import fresh_net
 
 TINY = "synthetic:size=8,train=256,test=64"
 CPU = torch.device("cpu")
@@ -152,6 +147,10 @@ def test_zero_step_gives_the_trained_loss(runs, tmp_path):
     assert centre["train_loss"] == pytest.approx(loss, rel=1e-5)
     assert centre["train_error"] == pytest.approx(error)
     assert result.info["runs"]["resnet8-seed0"]["centre_loss"] == pytest.approx(loss, rel=1e-5)
+    block = json.loads((tmp_path / "o" / "landscape_info.json").read_text())["provenance"]
+    assert block["precision"] == "fp32" and block["device"] == "cpu" and block["torch"] == torch.__version__
+    section = landscape_section(tmp_path / "o", tmp_path, tmp_path, False)
+    assert section[2].startswith("Computed in **fp32** on CPU")  # right after the heading
     assert list(pd.read_csv(tmp_path / "o" / "landscape.csv").columns[:8]) == list(CSV_COLUMNS)
     assert (result.frame["loss_se"] > 0).all() and (result.frame["y"] == 0.0).all()
     assert result.frame["train_loss"].iloc[0] > loss and result.frame["train_loss"].iloc[2] > loss  # a minimum
@@ -254,9 +253,9 @@ def test_figures_and_report_without_torch(tmp_path):
                        _frame("plain56", False, noisy, xs, "plain56"),
                        _frame("resnet20-line", True, xs ** 2 + 0.1, xs, "resnet20")])
     frame.to_csv(tmp_path / "landscape.csv", index=False)
-    code = ("import sys; from resx.plots.landscape import plot_landscape; "
+    code = ("import sys; from resx.studies.landscape.draw import plot_landscape; "
             f"paths = plot_landscape({str(tmp_path)!r}, formats=('png',)); print(sorted(p.name for p in paths)); "
-            "from resx.plugins.landscape import landscape_section; from pathlib import Path; "
+            "from resx.studies.landscape.report import landscape_section; from pathlib import Path; "
             f"folder = Path({str(tmp_path)!r}); lines = landscape_section(folder, folder, folder, False); "
             "print('\\n'.join(lines)); assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

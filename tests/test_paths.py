@@ -14,14 +14,16 @@ import torch
 from torch import nn
 
 from resx.models import BlockNet, ResidualBlock
-from resx.studies.path_window import effective_window
-from resx.studies.paths import (
+from resx.studies.common import analysis_mode
+from resx.studies.paths.declare import (
     BLOCK_COLUMNS,
     DISTRIBUTION_COLUMNS,
     GRADIENT_COLUMNS,
     TOTAL_COLUMNS,
+    effective_window,
+)
+from resx.studies.paths.path_gradients import (
     PathBackward,
-    analysis_mode,
     path_distribution,
     path_gradients,
     path_input_gradient,
@@ -173,11 +175,10 @@ def test_effective_window_on_hand_made_distributions():
 
 
 def test_one_effective_window_for_the_study_and_the_figures():
-    import resx.plots.paths as figures
-    from resx.studies import path_window, paths
+    from resx.studies.paths import compute, declare, draw, report
 
-    assert figures.effective_window is paths.effective_window is path_window.effective_window
-    assert figures.distribution_centre is path_window.distribution_centre
+    assert draw.effective_window is compute.effective_window is report.effective_window is declare.effective_window
+    assert draw.distribution_centre is report.distribution_centre is declare.distribution_centre
 
 
 def test_total_gradient_is_binomial_times_mean():
@@ -227,6 +228,13 @@ def test_cli_end_to_end_writes_the_four_csvs(tmp_path):
     assert info["blocks"] == 3 and info["samples"] == 20 and info["post_activation"] is True
     assert "Veit" in info["note"] and info["seconds"] > 0
     assert "post-activation" in result.output
+    # the provenance block: the study computes in fp32 (TF32 only on CUDA), and the report says so
+    assert info["provenance"]["precision"] == info["precision"] == "fp32"
+    assert info["provenance"]["device"] == "cpu" and "torch" in info["provenance"]
+    from resx.studies.paths.report import paths_section
+
+    section = paths_section(out, tmp_path, tmp_path, several=False)
+    assert section[2].startswith("Computed in **fp32** on CPU"), section[:3]
 
 
 def test_cli_rejects_a_plain_net_in_one_line():
@@ -280,7 +288,7 @@ def test_cli_with_trained_twins(trained_twins, tmp_path):
 
 
 def test_the_same_run_twice_gets_a_numbered_label(trained_twins):
-    from resx.studies.paths import run_paths
+    from resx.studies.paths.compute import run_paths
 
     twice = [trained_twins["resnet8"], trained_twins["resnet8"] / "checkpoint.pt"]
     result = run_paths(twice, samples=2, batch_size=32, device="cpu", out=None)

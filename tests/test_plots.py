@@ -16,7 +16,9 @@ import pytest
 from resx.errors import ResxError
 from resx.plots import plot_results
 from resx.studies.lesion.draw import plot_lesion
-from resx.plots import plot_bench, plot_degradation, plot_paths  # moved by their study folders
+from resx.studies.bench.draw import plot_bench
+from resx.studies.paths.draw import plot_paths
+from resx.studies.degradation.draw import plot_degradation
 
 REPO = Path(__file__).resolve().parents[1]
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-", "svg": b"<?xml"}

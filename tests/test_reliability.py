@@ -382,11 +382,11 @@ OUT_COMMANDS = {
     # command: (its arguments without --out, the function that would compute, patched to fail if reached)
     "train": (TRAIN, "resx.engine.train"),
     "compare-plain": (["compare-plain", "--depths", "8", "--seeds", "1", "--data", TINY_DATA, "--epochs", "1"],
-                      "resx.studies.compare.compare_plain"),
+                      "resx.studies.degradation.compare.compare_plain"),
     "demo": (["demo", "--data", TINY_DATA], "resx.studies.demo.run_demo"),
     "lesion": (["lesion", "good"], "resx.studies.lesion.compute.run_lesion"),
-    "paths": (["paths", "good"], "resx.studies.paths.run_paths"),
-    "bench": (["bench", "--models", "resnet8", "--data", TINY_DATA, "--seconds", "0.1"], "resx.bench.run_bench"),
+    "paths": (["paths", "good"], "resx.studies.paths.compute.run_paths"),
+    "bench": (["bench", "--models", "resnet8", "--data", TINY_DATA, "--seconds", "0.1"], "resx.studies.bench.compute.run_bench"),
     "reproduce": (["reproduce", "--profile", "tiny", "--data", TINY_DATA], "resx.reproduce.reproduce"),
     "plot": (["plot", "results"], "resx.plots.plot_results"),
 }
@@ -612,8 +612,8 @@ def test_save_every_on_the_command_line_and_on_resume():
     (["compare-plain", "--depths", "8", "--lr", "nan"], r"--lr must be a finite positive number, got nan"),
 ])
 def test_numeric_options_of_every_command_are_checked(args, match, good, monkeypatch):
-    for target in ("resx.bench.run_bench", "resx.studies.lesion.compute.run_lesion", "resx.studies.paths.run_paths",
-                   "resx.studies.compare.compare_plain"):
+    for target in ("resx.studies.bench.compute.run_bench", "resx.studies.lesion.compute.run_lesion", "resx.studies.paths.compute.run_paths",
+                   "resx.studies.degradation.compare.compare_plain"):
         never_computes(monkeypatch, target)
     fail(*args, match=match)
 

@@ -11,7 +11,7 @@ import pytest
 from resx import reference
 from resx.errors import ResxError
 from resx.markdown import markdown_table
-from resx.plots.paths import effective_window
+from resx.studies.paths.declare import effective_window
 from resx.report import write_report
 from test_plots import write_degradation, write_example_results, write_lesion, write_paths
 

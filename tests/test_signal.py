@@ -1,4 +1,4 @@
-"""The signal study (resx/studies/signal.py): a^l on deep linear nets, the matrix-free Jacobian estimates against
+"""The signal study (resx/studies/signal/): a^l on deep linear nets, the matrix-free Jacobian estimates against
 explicit Jacobians, the files, the CLI on a tiny trained run, and torch-free figures and report."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from torch import nn
 from resx.models import ResidualBlock, create_model
 from resx.models.blocks import PadShortcut, basic_branch, mlp_branch, preact_basic_branch
 from resx.models.linear import expected_gain
-from resx.plugins.signal import JACOBIAN_COLUMNS, LAYER_COLUMNS
-from resx.studies.signal import identity_distance, jacobian_spectrum, layer_signals, LinearisedMap, run_signal
+from resx.studies.signal.compute import run_signal
+from resx.studies.signal.declare import JACOBIAN_COLUMNS, LAYER_COLUMNS
+from resx.studies.signal.jacobians import identity_distance, jacobian_spectrum, LinearisedMap
+from resx.studies.signal.layers import layer_signals
 
 TINY = "synthetic:size=8,train=256,test=64"
 
@@ -166,7 +168,7 @@ def cli(*args: str):
     import typer
     from typer.testing import CliRunner
 
-    from resx.plugins.signal import signal_command
+    from resx.studies.signal.command import signal_command
 
     app = typer.Typer()
     app.command("signal")(signal_command())
@@ -195,17 +197,19 @@ def test_cli_on_a_tiny_trained_run(tiny_run, tmp_path):
     assert jacobians[~jacobians["downsampling"]]["dist_identity"].notna().all()
     info = json.loads((out / "signal_info.json").read_text())
     assert info["precision"] == "fp32" and info["device"] == "cpu" and info["seconds"] > 0
+    assert info["provenance"]["precision"] == "fp32" and info["provenance"]["device"] == "cpu"
     assert len(info["whole_net"]) == 4 and all(w["sigma_max"] > 0 for w in info["whole_net"])
     assert {p.name for p in out.glob("*.png")} == {"signal_layers.png", "signal_blocks.png", "block_jacobians.png"}
     assert "gradient gain" in result.output
 
     # the figures and the report section from the CSVs alone, without torch
     code = (
-        "import sys; from pathlib import Path; from resx.plots.signal import plot_signal; "
-        "from resx.plugins.signal import signal_section; "
+        "import sys; from pathlib import Path; from resx.studies.signal.draw import plot_signal; "
+        "from resx.studies.signal.report import signal_section; "
         f"written = plot_signal(Path({str(out)!r}), formats=('svg',)); "
         f"lines = signal_section(Path({str(out)!r}), Path({str(tmp_path)!r}), Path({str(tmp_path)!r}), False); "
         "assert len(written) == 3, written; assert any('classic arguments claim' in l for l in lines), lines; "
+        "assert lines[2].startswith('Computed in **fp32** on CPU'), lines[:3]; "
         "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -234,12 +238,13 @@ def test_reproduce_stage_without_trained_twins(tmp_path, monkeypatch):
     """The stage analyses the grid's twins (here none trained: their models at initialisation) and the linear nets."""
     from types import SimpleNamespace
 
-    import resx.plots.signal
+    import resx.studies.signal.draw
 
-    monkeypatch.setattr(resx.plots.signal, "plot_signal", lambda folder: [])  # figures: tested above, and slow
+    monkeypatch.setattr(resx.studies.signal.draw, "plot_signal", lambda folder: [])  # figures: tested above, and slow
 
     from resx.studies.registry import StageContext
-    from resx.plugins.signal import SignalSettings, signal_stage
+    from resx.studies.signal.declare import SignalSettings
+    from resx.studies.signal.study import signal_stage
 
     said: list[str] = []
     ctx = StageContext(profile=tmp_path / "p.yaml", train=SimpleNamespace(seed=0, data=TINY, data_dir=None),
@@ -268,7 +273,7 @@ def test_batch_of_one_with_batchnorm_is_refused_before_the_earlier_study_goes(ar
 
 
 def test_twins_and_labels_come_from_the_shared_helpers():
-    from resx.studies.signal import _fresh_entries
+    from resx.studies.signal.nets import fresh_entries
 
-    entries = _fresh_entries([("resnet8", {}), ("preresnet20", {})], {"resnet8-init"})
+    entries = fresh_entries([("resnet8", {}), ("preresnet20", {})], {"resnet8-init"})
     assert [e.run for e in entries] == ["resnet8-init-2", "plain8-init", "preresnet20-init", "plain20-init"]

@@ -11,7 +11,7 @@ from typing import Callable
 
 from resx.config import TrainConfig
 from resx.errors import ResxError
-from resx.studies.compare import CompareOptions, CompareResult, compare_plain
+from resx.studies.degradation.compare import CompareOptions, CompareResult, compare_plain
 
 # 4 epochs at lr 0.1 (/10 at 50% and 75%). The residual MLPs start with their branches at zero (Goyal et al. 2017;
 # `zero_init_residual`): without it the 50-layer residual MLP spends its first epochs near 50% training error and

@@ -1,0 +1,81 @@
+"""`resx compare-plain`: the degradation study's command line, and its summary table on the terminal (also shown
+by `resx demo`). typer and rich are imported when the CLI builds the command or prints the table."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+
+def degradation_command() -> Callable[..., Any]:
+    """`resx compare-plain`, built when the CLI asks for it: typer and rich are imported by the command line only."""
+    import typer
+
+    from resx.atomic import check_output_folder
+    from resx.cli_common import ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, RunProgress, SeedOpt, console, int_list, user_errors
+    from resx.options import check_numbers
+
+    @user_errors
+    def command(
+        depths: Annotated[Optional[str], typer.Option(help="Depths of the plain/residual pairs (default 20,32,44,56).")] = None,
+        residual_depths: Annotated[Optional[str], typer.Option("--residual-depths", help="Residual-only depths, e.g. 110 (He Fig. 6 shows ResNet-110 without its plain twin). Residual nets of depth 110 and more get He's warm-up: lr 0.01 until training error < 80%.")] = None,
+        seeds: Annotated[Optional[int], typer.Option(help="Seeds per model (default 3).")] = None,
+        data: DataOpt = None,
+        config: ConfigOpt = None,
+        epochs: Annotated[Optional[int], typer.Option(help="Train each net for N epochs.")] = None,
+        iterations: Annotated[Optional[int], typer.Option(help="Train each net for N iterations (batches).")] = None,
+        shortcut: Annotated[Optional[str], typer.Option(help="Residual shortcut: A (identity + zero-pad, same params as plain) or B.")] = None,
+        family: Annotated[Optional[str], typer.Option(help="cifar | preact | mlp")] = None,
+        out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/degradation).")] = None,
+        shard: Annotated[Optional[str], typer.Option(help="Run only slice I of N (I/N, e.g. a SLURM array index).")] = None,
+        concurrency: Annotated[Optional[int], typer.Option(help="Runs trained at once: on CUDA streams of one GPU (default 4), on a CPU worker processes (default one per core).")] = None,
+        threads: Annotated[Optional[int], typer.Option(help="CPU threads of each run (default: the cores shared out evenly).")] = None,
+        lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 0.1).")] = None,
+        batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (default 128).")] = None,
+        seed: SeedOpt = None,
+        device: DeviceOpt = "auto",
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Plain vs residual nets across depths: the degradation problem (He et al. 2015, Fig. 6)."""
+        from resx.studies.degradation.compare import CompareOptions, compare_plain
+
+        check_numbers(locals())
+        options = CompareOptions.resolve(config, dict(
+            depths=int_list(depths, "--depths"), residual_depths=int_list(residual_depths, "--residual-depths"),
+            seeds=seeds, family=family, out=str(out) if out else None, shard=shard, concurrency=concurrency,
+        ), dict(
+            data=data, epochs=epochs, iterations=iterations, shortcut=shortcut, lr=lr, batch_size=batch_size, seed=seed,
+            device=device if device != "auto" else None, data_dir=str(data_dir) if data_dir else None, threads=threads,
+        ))
+        check_output_folder(options.out)
+        console.print(f"compare-plain: {options.describe()}")
+        with RunProgress() as progress:
+            result = compare_plain(options, progress=progress, on_status=lambda msg: progress.progress.console.print(msg))
+        show_degradation(result)
+
+    return command
+
+
+def show_degradation(result: Any) -> None:
+    """The grid's summary table and verdicts on the console (`resx compare-plain`, `resx demo`)."""
+    from rich.table import Table
+
+    from resx.cli_common import console
+
+    summary = result.summary
+    table = Table(title="Degradation: final error, mean±std over seeds (plain nets first)")
+    for col in ("model", "depth", "params", "seeds", "train err %", "test err %", "best test %"):
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
+    for row in summary.itertuples():
+        table.add_row(row.model, str(row.depth), f"{row.params / 1e6:.2f}M", str(row.seeds),
+                      f"{100 * row.final_train_error_mean:.2f}±{100 * row.final_train_error_std:.2f}",
+                      f"{100 * row.final_test_error_mean:.2f}±{100 * row.final_test_error_std:.2f}",
+                      f"{100 * row.best_test_error_mean:.2f}")
+    console.print(table)
+    for line in result.verdict:
+        console.print(line)
+    info = result.info
+    if info.get("trained"):
+        console.print(f"trained {info['trained']} run(s), skipped {info['skipped']} finished, in {info['wall_seconds']:.1f} s "
+                      f"({info['images_per_second']:,.0f} images/s in all, {info.get('concurrency', 1)} at a time)")
+    console.print(f"one iteration = one batch of {result.batch_size}; results in [bold]{result.out}[/]: "
+                  + ", ".join(p.name for p in result.files))

@@ -1,0 +1,196 @@
+"""`compare_plain`: the whole degradation study as one library call (what `resx compare-plain` runs): plan the
+grid (grid.py), train what is not finished, merge the tables (tables.py), write grid_info.json, draw the figures.
+
+Options come from dataclass defaults < the experiment file's `train:` and `compare_plain:` sections < the
+command line, like every other resx command.
+
+grid_info.json (grid_info-shardIofN.json for one shard of a sharded grid) describes the latest invocation at its
+top level (runs, trained, skipped, timings, options, train config, provenance) and keeps every invocation in
+`history`, oldest first: its start and end, the runs in the grid and those trained, its seconds, its settings
+(depths, seeds, shard ...) and its provenance block. A file written before `history` existed becomes its first
+entry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from resx.config import TrainConfig, check_keys, read_experiment, resolve_config
+from resx.errors import ResxError
+from resx.studies.degradation import grid, tables
+from resx.studies.degradation.declare import CURVES, INFO_NAME, SUMMARY, shard_info_name
+from resx.studies.degradation.verdict import verdict
+
+# The options each history entry keeps: what decides which runs an invocation covered.
+HISTORY_SETTINGS = ("depths", "residual_depths", "seeds", "family", "shard", "concurrency")
+
+
+@dataclass
+class CompareOptions:
+    depths: list[int] = field(default_factory=lambda: [20, 32, 44, 56])
+    residual_depths: list[int] = field(default_factory=list)
+    seeds: int = 3
+    family: str = "cifar"
+    out: str = "results/degradation"
+    shard: str | None = None  # "I/N"
+    concurrency: int | None = None  # None: 4 on CUDA, 1 on CPU
+    # Per-model training changes, e.g. {"resnet110": {"warmup_lr": 0.01}} (He et al. 2015 §4.2).
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def resolve(
+        cls, config_file: str | Path | None, study: dict[str, Any], train: dict[str, Any]
+    ) -> "CompareOptions":
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            section = dict(read_experiment(config_file).get("compare_plain", {}))
+            allowed = tuple(f.name for f in fields(cls) if f.name != "train")
+            check_keys(section, allowed, f"{config_file} (compare_plain)")
+            values.update(section)
+        values.update({k: v for k, v in study.items() if v is not None})
+        train_config = resolve_config(config_file, train)
+        options = cls(**values, train=train_config)
+        options.validate()
+        return options
+
+    def validate(self) -> None:
+        if not isinstance(self.depths, list) or not all(isinstance(d, int) for d in self.depths):
+            raise ResxError(f"depths must be a list of integers, got {self.depths!r}")
+        if not isinstance(self.residual_depths, list) or not all(isinstance(d, int) for d in self.residual_depths):
+            raise ResxError(f"residual_depths must be a list of integers, got {self.residual_depths!r}")
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ResxError(f"seeds must be a positive integer, got {self.seeds!r}")
+        grid.parse_shard(self.shard)
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ResxError(f"concurrency must be at least 1, got {self.concurrency}")
+
+    def describe(self) -> str:
+        t = self.train
+        length = f"{t.epochs} epochs" if t.epochs else f"{t.iterations or 64000} iterations"
+        extra = f", residual only {self.residual_depths}" if self.residual_depths else ""
+        shard = f", shard {self.shard}" if self.shard else ""
+        return (f"{self.family} family, depths {self.depths}{extra}, {self.seeds} seed(s), {t.data}, {length}, "
+                f"batch {t.batch_size}, lr {t.lr}{shard} -> {self.out}")
+
+
+@dataclass
+class CompareResult:
+    out: Path
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    verdict: list[str]
+    info: dict[str, Any]
+    files: list[Path]
+    batch_size: int
+
+
+def compare_plain(
+    options: CompareOptions,
+    *,
+    progress: Callable | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> CompareResult:
+    from resx.provenance import now, provenance
+
+    started, clock = now(), time.perf_counter()
+    runs = grid.plan_grid(
+        options.train, depths=options.depths, residual_depths=options.residual_depths, seeds=options.seeds,
+        family=options.family, out=options.out, per_model=options.per_model,
+    )
+    shard = grid.parse_shard(options.shard)
+    mine = grid.shard(runs, *shard) if shard else runs
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = grid.run_grid(mine, concurrency=options.concurrency, progress=progress, on_status=on_status)
+    info["grid_runs"] = len(runs)
+    info["options"] = {k: v for k, v in asdict(options).items() if k != "train"}
+    info["train"] = options.train.to_dict()
+    # Every shard merges what exists when it ends, so the last one to finish leaves the complete tables.
+    curves, summary = tables.collect(out, runs)
+    files = [out / CURVES, out / SUMMARY]
+    files += plot_degradation_safely(out)
+    info["started"], info["ended"] = started, now()
+    info["seconds"] = round(time.perf_counter() - clock, 2)
+    info["provenance"] = provenance(_device(options.train.device), runs_precision(mine, options.train.precision),
+                                    threads=info.get("threads_per_run") or options.train.threads)
+    info_name = shard_info_name(*shard) if shard else INFO_NAME
+    info = write_grid_info(out / info_name, info)
+    return CompareResult(out, summary, curves, verdict(summary), info, files, options.train.batch_size)
+
+
+def _device(name: str | None) -> str | None:
+    """The device the grid's runs train on (None when this machine lacks it: every run was finished elsewhere)."""
+    from resx.engine import resolve_device
+
+    try:
+        return str(resolve_device(name or "auto"))
+    except ResxError:
+        return None
+
+
+def runs_precision(runs: list[grid.GridRun], asked: str = "auto") -> str:
+    """The precision `runs` computed in, as their run_info.json says (the engine resolves `auto` per device):
+    one name, "mixed: a, b" when they differ, or `asked` (the config's, "auto" unless set) when no run says."""
+    found = set()
+    for run in runs:
+        try:
+            precision = json.loads((run.run_dir / "run_info.json").read_text()).get("precision")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if precision:
+            found.add(str(precision))
+    if not found:
+        return asked or "auto"
+    return found.pop() if len(found) == 1 else "mixed: " + ", ".join(sorted(found))
+
+
+def history_entry(info: dict[str, Any]) -> dict[str, Any]:
+    """One invocation of the grid, for grid_info.json's `history`, from the top level of a grid_info.json (this
+    invocation's, or that of a file written before `history` existed: what it lacks is None)."""
+    options = info.get("options") if isinstance(info.get("options"), dict) else {}
+    return {
+        "started": info.get("started"),
+        "ended": info.get("ended"),
+        "runs": info.get("runs"),  # the runs this invocation covered (its shard's, in a sharded grid)
+        "grid_runs": info.get("grid_runs", info.get("runs")),
+        "trained": info.get("trained"),
+        "skipped": info.get("skipped"),
+        "seconds": info.get("seconds", info.get("wall_seconds")),
+        "training_seconds": info.get("wall_seconds"),
+        "settings": {k: options.get(k) for k in HISTORY_SETTINGS},
+        "provenance": info.get("provenance"),
+    }
+
+
+def write_grid_info(path: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Write `info` (this invocation) as the top level of `path`, with `history`: the entries already in the file
+    (or, for a file without history, its own top level as the first entry), then this invocation's. Returns what
+    was written."""
+    from resx.atomic import write_json_atomic
+
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    history: list[dict[str, Any]] = []
+    if isinstance(old, dict):
+        kept = old.get("history")
+        history = [e for e in kept if isinstance(e, dict)] if isinstance(kept, list) else [history_entry(old)]
+    top = {k: v for k, v in info.items() if k != "history"}
+    written = {**top, "history": [*history, history_entry(top)]}
+    write_json_atomic(path, written)
+    return written
+
+
+def plot_degradation_safely(out: Path) -> list[Path]:
+    """The figures (He et al. Fig. 6 and error vs depth), drawn from the CSVs just written."""
+    from resx.studies.degradation.draw import plot_degradation
+
+    return list(plot_degradation(out))

@@ -1,0 +1,127 @@
+"""The landscape study's options, checked before anything is loaded (one-line ResxErrors saying what is allowed),
+and its grid of points: row-major (x slowest), shard I of N holding the points p with p % N == I - 1 (round robin,
+like compare-plain's --shard). No torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from resx.errors import ResxError
+from resx.studies.landscape.declare import DIMS, DIRECTIONS, NORMS
+
+
+def check_int(value: Any, option: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ResxError(f"{option} must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ResxError(f"{option} must be an integer >= {low}, got {value}")
+    return value
+
+
+def check_choice(value: Any, allowed: Sequence[Any], option: str) -> Any:
+    if value not in allowed:
+        raise ResxError(f"unknown {option} {value!r}; allowed: {', '.join(map(str, allowed))}")
+    return value
+
+
+def parse_span(span: str | Sequence[float]) -> tuple[float, float]:
+    """'-1:1' or (lo, hi) -> (lo, hi): finite numbers with lo < hi."""
+    if isinstance(span, str):
+        parts = span.replace(" ", "").split(":")
+        try:
+            lo, hi = (float(p) for p in parts)
+        except ValueError:
+            raise ResxError(f"--span {span!r}: expected LO:HI, e.g. -1:1") from None
+    else:
+        try:
+            lo, hi = (float(v) for v in span)
+        except (TypeError, ValueError):
+            raise ResxError(f"--span {span!r}: expected two numbers (lo, hi), e.g. (-1, 1)") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ResxError(f"--span {span!r}: both ends must be finite numbers")
+    if not lo < hi:
+        raise ResxError(f"--span {span!r}: the start must be below the end (LO:HI, e.g. -1:1)")
+    return lo, hi
+
+
+def parse_shard(shard: str | Sequence[int] | None) -> tuple[int, int]:
+    """'I/N' or (I, N) -> (I, N) with 1 <= I <= N; None is (1, 1), the whole grid."""
+    if shard is None:
+        return 1, 1
+    if isinstance(shard, str):
+        try:
+            index, count = (int(p) for p in shard.split("/"))
+        except ValueError:
+            raise ResxError(f"--shard {shard}: expected I/N, e.g. 1/4") from None
+    else:
+        try:
+            index, count = (int(v) for v in shard)
+        except (TypeError, ValueError):
+            raise ResxError(f"--shard {shard!r}: expected (I, N), e.g. (1, 4)") from None
+    if count < 1 or not 1 <= index <= count:
+        raise ResxError(f"--shard {index}/{count}: I must be between 1 and N (N >= 1)")
+    return index, count
+
+
+@dataclass(frozen=True)
+class LandscapeOptions:
+    """The checked options of one landscape study (samples and batch_size as asked for: None is automatic)."""
+
+    dims: int
+    span: tuple[float, float]
+    points: int
+    samples: int | None
+    directions: str
+    norm: str
+    bn_recalibrate: bool
+    shard: tuple[int, int]
+    seed: int
+    batch_size: int | None
+
+
+def check_options(*, dims: Any, span: Any, points: Any, samples: Any, directions: Any, norm: Any,
+                  bn_recalibrate: Any, shard: Any, seed: Any, batch_size: Any) -> LandscapeOptions:
+    """Every option checked before anything is loaded: one-line ResxErrors saying what is allowed."""
+    check_choice(directions, DIRECTIONS, "--directions")
+    check_choice(norm, NORMS, "--norm")
+    if isinstance(dims, bool) or dims not in DIMS:
+        raise ResxError(f"--dims must be 1 or 2, got {dims!r}")
+    if directions == "interpolate" and dims != 1:
+        raise ResxError("--directions interpolate gives the 1D line between two nets; use --dims 1")
+    points = check_int(points, "--points", 2)
+    samples = None if samples is None else check_int(samples, "--samples", 1)
+    batch_size = None if batch_size is None else check_int(batch_size, "--batch-size", 1)
+    seed = check_int(seed, "--seed", 0)
+    return LandscapeOptions(int(dims), parse_span(span), points, samples, directions, norm, bool(bn_recalibrate),
+                            parse_shard(shard), seed, batch_size)
+
+
+# --- the grid -----------------------------------------------------------------------------------------------------
+def grid_axis(span: tuple[float, float], points: int) -> list[float]:
+    """`points` evenly spaced steps from lo to hi, both included; a step within 1e-12 of 0 is exactly 0, so an odd
+    number of points over a symmetric span measures the unperturbed net itself."""
+    lo, hi = span
+    values = [lo + (hi - lo) * i / (points - 1) for i in range(points)]
+    return [0.0 if abs(v) < 1e-12 else v for v in values]
+
+
+def grid_points(dims: int, span: tuple[float, float], points: int) -> list[tuple[int, float, float]]:
+    """[(p, x, y)] in row-major order (x slowest); y = 0.0 in 1D."""
+    axis = grid_axis(span, points)
+    if dims == 1:
+        return [(i, x, 0.0) for i, x in enumerate(axis)]
+    return [(i * points + j, x, y) for i, x in enumerate(axis) for j, y in enumerate(axis)]
+
+
+def shard_points(grid: Sequence[tuple[int, float, float]], shard: tuple[int, int]) -> list[tuple[int, float, float]]:
+    """The points of shard I of N: those whose index p has p % N == I - 1 (round robin, so every shard gets centre
+    and edge points alike)."""
+    index, count = shard
+    return [point for point in grid if point[0] % count == index - 1]
