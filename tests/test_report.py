@@ -165,3 +165,17 @@ def test_recipe_line_says_what_the_runs_used():
     line = recipe_line(found)
     assert "no augmentation" in line and "warm-up at lr 0.01" in line and "arithmetic: bf16 " in line
     assert "pad-4 crop and flip for some" not in line
+
+
+def test_report_sentences_are_computed_from_the_csvs(tmp_path):
+    """A sentence that states a result follows its CSV: change a number in the CSV and the sentence changes."""
+    write_lesion(tmp_path)
+    before = write_report(tmp_path).read_text()
+    assert "the deletions that hurt most: block 0 (" in before
+    single = pd.read_csv(tmp_path / "lesion_single.csv")
+    worst_later = (single["run"] == "resnet20") & (single["block"] == 4)
+    single.loc[worst_later, "test_error"] = 0.5
+    single.to_csv(tmp_path / "lesion_single.csv", index=False)
+    after = write_report(tmp_path).read_text()
+    assert "the deletions that hurt most: block 4 (50.00%), block 0 (" in after
+    assert before != after

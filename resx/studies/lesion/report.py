@@ -110,13 +110,23 @@ def single_deletion_verdicts(single: "pd.DataFrame") -> list[str]:
         if residual:
             lines.append(f"- {run} (residual): {100 * within:.0f}% of its {len(part)} single deletions stay within "
                          f"{100 * SMALL_CHANGE:.0f} points of its {pct(baseline)}% error "
-                         f"({'as' if within >= 0.5 else 'NOT as'} Veit et al. Fig. 3: most deletions change little).")
+                         f"({'as' if within >= 0.5 else 'NOT as'} Veit et al. Fig. 3: most deletions change little); "
+                         f"the deletions that hurt most: {worst_blocks(part)}.")
         else:
             lowest, highest = float(part["test_error"].min()), float(part["test_error"].max())
             lines.append(f"- {run} (plain): its single deletions give {pct(lowest)} to {pct(highest)}% error against "
                          f"{pct(baseline)}% ({'as' if within == 0 else 'NOT as'} Veit et al.: a plain net without "
                          "any one of its layers falls towards chance).")
     return lines
+
+
+def worst_blocks(part: "pd.DataFrame", count: int = 4) -> str:
+    """The `count` single deletions with the highest error, worst first, downsampling blocks marked: e.g.
+    'block 9 (31.50%, downsampling), block 0 (28.80%), ...' (ties keep the lower block first)."""
+    ranked = part.sort_values(["test_error", "block"], ascending=[False, True]).head(count)
+    down = ranked["downsampling"] if "downsampling" in ranked.columns else [False] * len(ranked)
+    return ", ".join(f"block {int(b)} ({pct(e)}%{', downsampling' if bool(d) else ''})"
+                     for b, e, d in zip(ranked["block"], ranked["test_error"], down))
 
 
 def delete_k_verdicts(means: "pd.DataFrame") -> list[str]:
