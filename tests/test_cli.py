@@ -113,6 +113,22 @@ def test_help_does_not_import_torch():
     assert result.returncode == 0, result.stderr
 
 
+def test_plot_and_report_commands_do_not_import_torch(tmp_path):
+    """`resx plot` and `resx report` work from the CSVs alone: every study's figures and report section load
+    without torch."""
+    from test_plots import write_example_results
+
+    results = write_example_results(tmp_path / "results")
+    code = ("import sys; from typer.testing import CliRunner; from resx.cli import app; "
+            f"r = CliRunner().invoke(app, ['plot', {str(results)!r}, '--format', 'png']); assert r.exit_code == 0, r.output; "
+            f"r = CliRunner().invoke(app, ['report', {str(results)!r}]); assert r.exit_code == 0, r.output; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
 def test_python_dash_m_resx():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-m", "resx", "--help"], env=env, capture_output=True, text=True, timeout=120)
