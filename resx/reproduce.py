@@ -49,6 +49,10 @@ class ReproduceSettings:
     twin_models: list[str] = field(default_factory=lambda: ["resnet56", "plain56"])  # block gradients, trained
     requires_gpu: bool = True
     notes: str = ""  # the profile's choices and why, shown in REPORT.md (e.g. a warm-up the paper does not use)
+    # the studies this profile runs (their stages, then the report); empty: every registered study with a stage,
+    # and the deep nets the lesion and path studies analyse. A profile of studies that train their own small nets
+    # (e.g. approximate, depth) names just those.
+    studies: list[str] = field(default_factory=list)
 
 
 def _section(cls, data: dict[str, Any], where: str):
@@ -95,12 +99,16 @@ def planned_stages(ctx: StageContext, sections: dict[str, Any], path: Path,
     profile's last section fails at once, not after hours of training."""
     import dataclasses
 
-    planned: list[tuple[str, int, Callable[[], None]]] = [
-        ("deep-nets", DEEP_NETS_ORDER, lambda: train_deep_nets(ctx)),
-        ("report", REPORT_ORDER, report),
-    ]
+    chosen = list(ctx.reproduce.studies or [])
+    staged = [s.name for s in registered() if s.stage is not None]
+    unknown = [name for name in chosen if name not in staged]
+    if unknown:
+        raise ResxError(f"{path} (reproduce): studies: unknown study {unknown[0]!r}; allowed: {', '.join(staged)}")
+    planned: list[tuple[str, int, Callable[[], None]]] = [("report", REPORT_ORDER, report)]
+    if not chosen:
+        planned.append(("deep-nets", DEEP_NETS_ORDER, lambda: train_deep_nets(ctx)))
     for study in registered():
-        if study.stage is None:
+        if study.stage is None or (chosen and study.name not in chosen):
             continue
         own = dataclasses.replace(ctx)
         if study.settings is not None:
