@@ -9,10 +9,11 @@ OUT ?= results
 
 .PHONY: install demo test reproduce clean
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt: the versions CI tests, so that what passed once passes again
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed

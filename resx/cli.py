@@ -18,8 +18,8 @@ from rich.table import Table
 from resx.atomic import check_output_file, check_output_folder
 from resx.errors import ResxError
 from resx.cli_common import (
-    ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, RunProgress, SeedOpt, console, err_console, pct,
-    user_errors,
+    ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, LogEveryOpt, QuietOpt, RunProgress, SeedOpt, console, err_console,
+    pct, user_errors,
 )
 from resx.options import check_numbers, float_list
 from resx.studies.degradation.command import show_degradation
@@ -142,6 +142,8 @@ def train_command(
     curve_window: Annotated[Optional[int], typer.Option("--curve-window", help="iterations.csv: training error over the last N batches (default 100).")] = None,
     zero_init_residual: Annotated[bool, typer.Option("--zero-init-residual", help="Residual branches start at zero (Goyal et al. 2017); residual nets only.")] = False,
     save_every: Annotated[Optional[int], typer.Option("--save-every", help="Also keep every N-th epoch's checkpoint, as checkpoints/epoch-NNN.pt in the run folder (for studies along training).")] = None,
+    quiet: QuietOpt = False,
+    log_every: LogEveryOpt = 1,
 ) -> None:
     """Train one model on one dataset: metrics.csv, iterations.csv, checkpoint.pt, config.yaml, run_info.json."""
     from resx.config import resolve_config
@@ -160,7 +162,7 @@ def train_command(
         zero_init_residual=True if zero_init_residual else None, save_every=save_every,
     ))
     run_dir = check_output_folder(out or Path("runs") / f"{cfg.model}-seed{cfg.seed}")
-    with RunProgress() as progress:
+    with RunProgress(quiet=quiet, log_every=log_every) as progress:
         run = train(cfg, run_dir, resume="require" if resume else "never", overwrite=overwrite, progress=progress)
     show_run_summary(run)
 
@@ -189,15 +191,17 @@ def demo_command(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = None,
+    quiet: QuietOpt = False,
+    log_every: LogEveryOpt = 1,
 ) -> None:
     """The degradation problem in minutes on a CPU: plain vs residual MLPs of 6 and 50 layers."""
     from resx.studies.demo import run_demo
 
     check_numbers(locals())
     check_output_folder(out)
-    with RunProgress() as progress:
+    with RunProgress(quiet=quiet, log_every=log_every) as progress:
         result = run_demo(out, data=data, data_dir=str(data_dir) if data_dir else None, device=device,
-                          seed=seed or 0, progress=progress, say=lambda msg: progress.progress.console.print(msg, highlight=False))
+                          seed=seed or 0, progress=progress, say=progress.say)
     show_degradation(result)
 
 
@@ -276,15 +280,16 @@ def reproduce_command(
     epochs: Annotated[Optional[int], typer.Option(help="Train every net for N epochs instead of the profile's length.")] = None,
     seed: SeedOpt = None,
     allow_cpu: Annotated[bool, typer.Option("--allow-cpu", help="Run a GPU profile on the CPU anyway.")] = False,
+    quiet: QuietOpt = False,
+    log_every: LogEveryOpt = 1,
 ) -> None:
     """Everything: degradation grid, deep nets with/without stochastic depth, lesion, paths, figures, REPORT.md."""
     from resx.reproduce import reproduce
 
     check_output_folder(out)
-    with RunProgress() as progress:
+    with RunProgress(quiet=quiet, log_every=log_every) as progress:
         report = reproduce(profile, data=data, data_dir=str(data_dir) if data_dir else None, device=device, out=out,
-                           epochs=epochs, seed=seed, allow_cpu=allow_cpu, progress=progress,
-                           say=lambda msg: progress.progress.console.print(msg, highlight=False))
+                           epochs=epochs, seed=seed, allow_cpu=allow_cpu, progress=progress, say=progress.say)
     console.print(f"done: [bold]{report}[/]")
 
 

@@ -28,6 +28,9 @@ DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where da
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML experiment file (experiments/*.yaml).")]
+# how much a run says: live bars on a terminal; elsewhere (nohup, SLURM, a pipe) one plain line per epoch
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print no progress, only errors and the final table.")]
+LogEveryOpt = Annotated[int, typer.Option("--log-every", help="Without a terminal (nohup, SLURM, a pipe): one line every N epochs.")]
 # the studies of trained nets (lesion, paths, landscape, signal) refuse a run that is still training or was trained
 # on other data than the study is asked to use, unless told
 ForceOpt = Annotated[bool, typer.Option("--force", help="Study runs that are not finished, or on another dataset than their own.")]
@@ -83,12 +86,41 @@ def _sigterm_interrupts() -> Any:
 
 
 # --- progress ------------------------------------------------------------------------------------------------
-class RunProgress:
-    """A rich progress bar per run with live loss and error, fed by the library's progress callback."""
+def plain_line(text: str) -> None:
+    """One line on stdout, flushed at once: what a log file under nohup or SLURM shows as it happens."""
+    import sys
 
-    def __init__(self) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def epoch_line(run: Any, row: dict) -> str:
+    """`run: epoch 3/20  train 41.2%  test 43.0%  lr 0.1  812 img/s  eta 0:14:10` (eta: this run's remaining epochs at
+    its mean epoch time so far)."""
+    epochs = getattr(run, "total_epochs", None) or row["epoch"]
+    per_epoch = float(row.get("elapsed_seconds") or 0) / max(1, row["epoch"])
+    return (f"{run.name}: epoch {row['epoch']}/{epochs}  train {100 * row['train_error']:.1f}%  "
+            f"test {100 * row['test_error']:.1f}%  lr {row['lr']:g}  {row['images_per_second']:,.0f} img/s  "
+            f"eta {_clock(per_epoch * (epochs - row['epoch']))}")
+
+
+class RunProgress:
+    """Progress of training runs, fed by the library's progress callback: on a terminal a rich bar per run with live
+    loss and error; elsewhere (nohup, SLURM, a pipe: stdout is no terminal, so a bar would show nothing until the
+    end) one plain line per epoch (`epoch_line`), every `log_every` epochs, flushed at once. `quiet`: nothing."""
+
+    def __init__(self, quiet: bool = False, log_every: int = 1) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        if log_every < 1:
+            raise ResxError(f"--log-every must be at least 1, got {log_every}")
+        self.quiet, self.log_every = quiet, log_every
+        self.live = console.is_terminal and not quiet
         # Below 120 columns: a short bar, no time-remaining column and short stats, so that the bar, the run's
         # name and its numbers all stay readable at 80 columns.
         self.narrow = console.width < 120
@@ -97,7 +129,7 @@ class RunProgress:
         if not self.narrow:
             columns[3:3] = [TextColumn("it")]
             columns.append(TimeRemainingColumn())
-        self.progress = Progress(*columns, TextColumn("{task.fields[stats]}"), console=console)
+        self.progress = Progress(*columns, TextColumn("{task.fields[stats]}"), console=console, disable=not self.live)
         self.tasks: dict[int, Any] = {}
 
     def __enter__(self) -> "RunProgress":
@@ -107,7 +139,19 @@ class RunProgress:
     def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
 
+    def say(self, message: str) -> None:
+        """A message between the bars (a stage starting, a grid's plan); plain and flushed without a terminal."""
+        if self.live:
+            self.progress.console.print(message, highlight=False)
+        elif not self.quiet:
+            plain_line(message)
+
     def __call__(self, run: Any, row: dict | None) -> None:
+        if not self.live:
+            if row is not None and not self.quiet and (row["epoch"] % self.log_every == 0
+                                                       or row["epoch"] == getattr(run, "total_epochs", None)):
+                plain_line(epoch_line(run, row))
+            return
         key = id(run)
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(run.name, total=run.total_iterations, stats="")
@@ -134,14 +178,18 @@ def int_list(text: str | None, option: str) -> list[int] | None:
 
 
 class CountingProgress:
-    """Rich bars for a library function's `progress(label, done, total)` callback: one bar per label."""
+    """Progress of a library function's `progress(label, done, total)` callback: on a terminal one rich bar per label;
+    elsewhere (nohup, SLURM, a pipe) a plain line when a label starts and when it is done, flushed at once."""
 
-    def __init__(self, transient: bool = False) -> None:
+    def __init__(self, transient: bool = False, quiet: bool = False) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=transient)
+                            TimeElapsedColumn(), console=console, transient=transient, disable=not self.live)
         self.tasks: dict[str, Any] = {}
+        self.started: dict[str, float] = {}
 
     def __enter__(self) -> "CountingProgress":
         self.bar.__enter__()
@@ -151,6 +199,18 @@ class CountingProgress:
         self.bar.__exit__(*exc)
 
     def __call__(self, label: str, done: int, total: int) -> None:
+        import time
+
+        if not self.live:
+            if self.quiet:
+                return
+            if label not in self.started:
+                self.started[label] = time.perf_counter()
+                plain_line(f"{label}: {total} to do")
+            if done >= total and self.started.get(label) is not None:
+                plain_line(f"{label}: {done}/{total} done in {_clock(time.perf_counter() - self.started[label])}")
+                self.started[label] = None  # type: ignore[assignment]  # said once
+            return
         if label not in self.tasks:
             self.tasks[label] = self.bar.add_task(label, total=total)
         self.bar.update(self.tasks[label], completed=done)

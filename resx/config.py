@@ -159,13 +159,35 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     return value
 
 
+def packaged_experiments() -> Path:
+    """The experiment files and reproduce profiles that ship inside the package (resx/experiments/*.yaml; the
+    repository's experiments/ is a link to them), wherever resx is installed."""
+    from importlib.resources import files
+
+    return Path(str(files("resx") / "experiments"))
+
+
+def find_experiment(path: str | Path) -> Path:
+    """`path` when it is a file; else the packaged experiment of that name ('degradation-paper',
+    'degradation-paper.yaml' or 'experiments/degradation-paper.yaml'), so that the README's commands work from any
+    folder and from an installed wheel; else a one-line error naming the packaged ones."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.parent in (Path("."), Path("experiments")):
+        name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+        packaged = packaged_experiments() / name
+        if packaged.is_file():
+            return packaged
+    known = sorted(p.stem for p in packaged_experiments().glob("*.yaml"))
+    raise ResxError(f"config file {path} not found; packaged experiment files: {', '.join(known)}")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; one-line errors for a missing file, bad syntax (with the line) or a non-mapping."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ResxError(f"config file {path} not found")
+    path = find_experiment(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:

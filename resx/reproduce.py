@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from resx.atomic import write_json_atomic
-from resx.config import check_keys, read_experiment, replace, resolve_config
+from resx.config import check_keys, packaged_experiments, read_experiment, replace, resolve_config
 from resx.errors import ResxError
 from resx.studies.registry import StageContext, registered
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "experiments"
+PROFILES_DIR = packaged_experiments()  # reproduce-NAME.yaml: shipped inside the package
 # reproduce's own stages, between the studies' (resx.studies.registry: degradation 10, lesion 30, paths 40, ...)
 DEEP_NETS_ORDER = 20
 REPORT_ORDER = 1000
@@ -222,7 +222,8 @@ def reproduce(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stages = _load_stages(out)
-    shown = path.resolve().relative_to(PROFILES_DIR.parent) if path.resolve().is_relative_to(PROFILES_DIR.parent) else path
+    shown = (Path("experiments") / path.name if path.resolve().parent == PROFILES_DIR.resolve()
+             else path)  # a packaged profile by its name in the repository (experiments/ links to it)
     from resx.provenance import environment, provenance
 
     block = provenance(dev, train.precision)

@@ -148,3 +148,20 @@ def test_engine_options_are_accepted_and_validated(tmp_path):
     assert bf16.exit_code == 0, bf16.output  # bf16 autocast also runs on the CPU
     bad = CliRunner().invoke(cli_app, [*base, "--precision", "fp8", "--out", "bad"])
     assert bad.exit_code != 0 and "unknown precision 'fp8'; allowed: auto, fp32, bf16" in bad.output
+
+
+def test_without_a_terminal_training_prints_one_line_per_epoch():
+    """Under nohup or SLURM (stdout is no terminal) a run says each epoch as it ends; --log-every and --quiet thin it."""
+    base = ["train", "resnet8", "--data", "synthetic:size=8,train=128,test=32", "--epochs", "3", "--batch-size", "32"]
+    result = invoke(*base, "--out", "every")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("every: epoch")]
+    assert [line.split()[2] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert all(" train " in line and " test " in line and " lr " in line and "img/s" in line and " eta " in line
+               for line in lines)
+    thinned = invoke(*base, "--out", "thin", "--log-every", "2")
+    assert [line.split()[2] for line in thinned.output.splitlines() if line.startswith("thin: epoch")] == ["2/3", "3/3"]
+    quiet = invoke(*base, "--out", "quiet", "--quiet")
+    assert quiet.exit_code == 0 and "quiet: epoch" not in quiet.output
+    bad = invoke(*base, "--out", "bad", "--log-every", "0")
+    assert bad.exit_code == 1 and "--log-every must be at least 1, got 0" in bad.output

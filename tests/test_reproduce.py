@@ -146,3 +146,25 @@ def test_a_profile_may_name_the_studies_it_runs(tmp_path):
     ctx.reproduce = ReproduceSettings(studies=["nope"])
     with pytest.raises(ResxError, match=r"p.yaml \(reproduce\): studies: unknown study 'nope'; allowed: degradation"):
         planned_stages(ctx, {}, Path("p.yaml"), report=lambda: None)
+
+
+def test_experiment_files_ship_inside_the_package(tmp_path):
+    """The profiles and experiment files are package data (the repository's experiments/ links to them), so an
+    installed resx finds them from any folder, by name or by the README's experiments/ path."""
+    from resx.config import find_experiment, packaged_experiments
+    from resx.reproduce import PROFILES_DIR, profile_path
+
+    assert PROFILES_DIR == packaged_experiments() and PROFILES_DIR.parent.name == "resx"
+    assert (PROFILES_DIR / "reproduce-tiny.yaml").is_file()
+    assert profile_path("tiny") == PROFILES_DIR / "reproduce-tiny.yaml"
+    for asked in ("degradation-paper", "degradation-paper.yaml", "experiments/degradation-paper.yaml"):
+        assert find_experiment(asked) == PROFILES_DIR / "degradation-paper.yaml"  # the cwd is tmp_path
+    mine = tmp_path / "experiments" / "degradation-paper.yaml"
+    mine.parent.mkdir()
+    mine.write_text("train: {epochs: 1}\n")
+    assert find_experiment("experiments/degradation-paper.yaml") == Path("experiments/degradation-paper.yaml")
+    with pytest.raises(ResxError, match="config file nope.yaml not found; packaged experiment files: degradation-mlp"):
+        find_experiment("nope.yaml")
+    repo_link = Path(__file__).resolve().parents[1] / "experiments"
+    if repo_link.exists():  # in the repository: one source, experiments/ is a link to the packaged folder
+        assert repo_link.resolve() == PROFILES_DIR.resolve()

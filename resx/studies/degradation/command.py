@@ -11,7 +11,8 @@ def degradation_command() -> Callable[..., Any]:
     import typer
 
     from resx.atomic import check_output_folder
-    from resx.cli_common import ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, RunProgress, SeedOpt, console, int_list, user_errors
+    from resx.cli_common import (ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, LogEveryOpt, QuietOpt, RunProgress, SeedOpt,
+                                 console, int_list, user_errors)
     from resx.options import check_numbers
 
     @user_errors
@@ -34,6 +35,8 @@ def degradation_command() -> Callable[..., Any]:
         seed: SeedOpt = None,
         device: DeviceOpt = "auto",
         data_dir: DataDirOpt = None,
+        quiet: QuietOpt = False,
+        log_every: LogEveryOpt = 1,
     ) -> None:
         """Plain vs residual nets across depths: the degradation problem (He et al. 2015, Fig. 6)."""
         from resx.studies.degradation.compare import CompareOptions, compare_plain
@@ -48,8 +51,8 @@ def degradation_command() -> Callable[..., Any]:
         ))
         check_output_folder(options.out)
         console.print(f"compare-plain: {options.describe()}")
-        with RunProgress() as progress:
-            result = compare_plain(options, progress=progress, on_status=lambda msg: progress.progress.console.print(msg))
+        with RunProgress(quiet=quiet, log_every=log_every) as progress:
+            result = compare_plain(options, progress=progress, on_status=progress.say)
         show_degradation(result)
 
     return command
