@@ -113,7 +113,10 @@ class FolderLock:
     file stays (removing it would race with a process about to lock it); it holds the holder's pid and host, for
     the message a second writer gets. (The one file resx writes in place: a lock cannot be renamed over.)"""
 
-    def __init__(self, folder: str | os.PathLike, what: str = "run folder") -> None:
+    def __init__(self, folder: str | os.PathLike, what: str = "run folder", *, name: str = LOCK_NAME,
+                 wait: bool = False) -> None:
+        """`wait`: block until the holder lets go (a short critical section, e.g. merging shards' tables) instead of
+        refusing; `name`: the lock file, for a second, independent lock in the same folder."""
         import fcntl
         import socket
 
@@ -122,10 +125,10 @@ class FolderLock:
         self._fd: int | None = None
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / LOCK_NAME
+        path = self.folder / name
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             try:
                 holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()

@@ -114,6 +114,14 @@ class TrainConfig:
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
 
 
+def milestone_iterations(milestones: list[float], total: int) -> list[int]:
+    """Where the lr schedule's milestones (fractions of training) fall, as iteration numbers: the first iteration
+    trained at the decayed lr. Never before iteration 1, so that at least the first step is taken at `lr`: with
+    one iteration, round(0.5 * 1) = 0 would decay the lr before any step (a run with fewer iterations than
+    milestones need then keeps `lr` throughout, rather than starting decayed)."""
+    return [max(1, round(m * total)) for m in milestones]
+
+
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -170,7 +178,8 @@ def packaged_experiments() -> Path:
 def find_experiment(path: str | Path) -> Path:
     """`path` when it is a file; else the packaged experiment of that name ('degradation-paper',
     'degradation-paper.yaml' or 'experiments/degradation-paper.yaml'), so that the README's commands work from any
-    folder and from an installed wheel; else a one-line error naming the packaged ones."""
+    folder and from an installed wheel; else a one-line error naming the packaged ones (and, for a folder, that
+    a file is needed and the YAML files it holds)."""
     path = Path(path)
     if path.is_file():
         return path
@@ -180,16 +189,65 @@ def find_experiment(path: str | Path) -> Path:
         if packaged.is_file():
             return packaged
     known = sorted(p.stem for p in packaged_experiments().glob("*.yaml"))
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        hint = f"YAML files in it: {', '.join(inside)}" if inside else f"packaged experiment files: {', '.join(known)}"
+        raise ResxError(f"config file {path} is a folder, not a file; give a YAML experiment file ({hint})")
+    if path.exists():
+        raise ResxError(f"config file {path} is not a regular file; give a YAML experiment file")
     raise ResxError(f"config file {path} not found; packaged experiment files: {', '.join(known)}")
 
 
+_YAML_LOADER: type | None = None
+
+
+def yaml_loader() -> type:
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently: `lr`
+    twice would train with the second and never say so). The error is a YAML error marked at the second key, with
+    the line of the first; merge keys (`<<: *defaults`) may still be overridden, as YAML intends."""
+    global _YAML_LOADER
+    if _YAML_LOADER is not None:
+        return _YAML_LOADER
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+            if isinstance(node, yaml.MappingNode):
+                seen: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # an unhashable key: the constructor reports it
+                        continue
+                    if first is not None:
+                        raise ConstructorError(None, None, f"key {key!r} given twice (first at line {first.line + 1}); "
+                                                           f"give each key once", key_node.start_mark)
+                    seen[key] = key_node.start_mark
+            return super().construct_mapping(node, deep=deep)
+
+    _YAML_LOADER = UniqueKeyLoader
+    return UniqueKeyLoader
+
+
+def load_yaml_text(text: str) -> Any:
+    """yaml.safe_load, with keys given twice refused (`yaml_loader`); raises yaml.YAMLError."""
+    import yaml
+
+    return yaml.load(text, Loader=yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; one-line errors for a missing file, bad syntax (with the line) or a non-mapping."""
+    """Read a YAML mapping; one-line errors for a missing file, a folder, bad syntax (with the line), a key given
+    twice (with both lines) or a non-mapping."""
     import yaml
 
     path = find_experiment(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml_text(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

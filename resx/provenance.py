@@ -27,8 +27,13 @@ CUDNN_BENCHMARK_NOTE = ("cudnn.benchmark is on: cuDNN picks convolution algorith
 
 
 def _git(where: Path, *args: str) -> str | None:
+    import os
+
+    # GIT_DIR, GIT_WORK_TREE and the like (exported by git hooks, for one) would point git at another repository
+    # than the one around `where`: run it without them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     try:
-        done = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=5)
+        done = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=5, env=env)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -60,9 +65,14 @@ def _checkout_commit(root: Path) -> str | None:
 
 
 def _direct_url_commit() -> str | None:
-    """The commit pip recorded for a direct-URL install from a VCS (PEP 610's direct_url.json), if any."""
+    """The commit pip recorded for a direct-URL install from a VCS (PEP 610's direct_url.json), if any, and only
+    when that installed distribution is the resx running now (not another copy found first on the path)."""
     try:
-        text = metadata.distribution("resx").read_text("direct_url.json")
+        dist = metadata.distribution("resx")
+        text = dist.read_text("direct_url.json")
+        running = Path(resx.__file__).resolve()
+        if Path(str(dist.locate_file("resx/__init__.py"))).resolve() != running:
+            return None
     except (metadata.PackageNotFoundError, OSError):
         return None
     try:

@@ -109,8 +109,13 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
         meta.setdefault("dataset" if key == "data" else key, value)
     meta.setdefault("resx_version", resx.__version__)
     found, read, broken = collect_provenance(results_dir)
+    history = meta.get("history")
+    if isinstance(history, list) and history:
+        meta["invocations"] = f"{len(history)} (reproduce.json's history)"
+    # the provenance block and the history are summarised below (commits, distinct values), not dumped as dicts
     rows = [(key, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
-            for key, v in meta.items() if v is not None and key not in ("stages", "notes")]
+            for key, v in meta.items()
+            if v is not None and key not in ("stages", "notes", "provenance", "history") and not isinstance(v, dict)]
     lines += [markdown_table(["what", "value"], rows), ""]
 
     stages = dict(meta.get("stages") or {})
@@ -219,10 +224,10 @@ def _commits_in(data: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(data, dict):
         for key, value in data.items():
-            if key == "git_commit" and value:
+            if key == "git_commit" and value and value != "unknown":  # older resx wrote 'unknown' for none
                 found.add(str(value))
             elif key == "commits" and isinstance(value, list):
-                found |= {str(v) for v in value if v}
+                found |= {str(v) for v in value if v and v != "unknown"}
             else:
                 found |= _commits_in(value)
     elif isinstance(data, list):

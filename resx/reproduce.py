@@ -220,17 +220,38 @@ def reproduce(
             "version, or pass --allow-cpu to insist"
         )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from resx.data import normalise_data_spec
+    from resx.output_guard import guard_folder
+
+    # What decides this folder's content: the profile's sections and what the command line changed in them. A
+    # rerun with these continues; with others (another --data, --epochs, --seed or profile) it is refused.
+    fingerprint = {"profile": str(profile), "sections": sections, "data": normalise_data_spec(train.data),
+                   "epochs": epochs, "seed": train.seed}
+    with guard_folder(out, "reproduce run", fingerprint, can_overwrite=False):
+        _reproduce_into(out, profile, path, sections, settings, train, dev, overrides, epochs, seed, progress, say)
+    return out / "REPORT.md"
+
+
+def _reproduce_into(out: Path, profile: str, path: Path, sections: dict[str, Any], settings: ReproduceSettings,
+                    train: Any, dev: Any, overrides: dict[str, Any], epochs: int | None, seed: int | None,
+                    progress: Callable | None, say: Callable[[str], None]) -> None:
+    """Every stage of the profile into `out`, held by this process (see `reproduce`)."""
     stages = _load_stages(out)
     shown = (Path("experiments") / path.name if path.resolve().parent == PROFILES_DIR.resolve()
              else path)  # a packaged profile by its name in the repository (experiments/ links to it)
     from resx.provenance import environment, provenance
 
-    block = provenance(dev, train.precision)
+    from resx.engine.device import precision_choice
+
+    block = provenance(dev, precision_choice(train.precision, dev)[0])  # what `auto` resolves to here
     invocation = {"time": block["time"], "git_commit": block["git_commit"], "resx_version": block["resx_version"],
                   "profile": profile, "data": train.data, "epochs_override": epochs, "seed_override": seed,
                   "host": block["host"], "device_name": block["device_name"]}
-    history = _load_json(out / "reproduce.json").get("history") or []
+    earlier = _load_json(out / "reproduce.json")
+    history = earlier.get("history")
+    if not isinstance(history, list):  # written before reproduce.json kept a history: its top level was one
+        history = [{k: earlier.get(k) for k in ("time", "git_commit", "resx_version", "profile", "data",
+                                                "epochs_override", "host", "device_name")}] if earlier else []
     write_json_atomic(out / "reproduce.json", {"profile": profile, "file": str(shown), "data": train.data,
                                                 "epochs_override": epochs, "seed_override": seed,
                                                 "notes": settings.notes or None, **environment(dev),
@@ -254,4 +275,3 @@ def reproduce(
 
     for name, order, fn in planned_stages(context, sections, path, report):
         stage(name, fn)
-    return out / "REPORT.md"

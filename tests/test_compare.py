@@ -73,7 +73,22 @@ def test_rerun_skips_finished_runs():
 def test_changed_settings_are_not_mixed_with_old_runs():
     assert invoke(*GRID, "--out", "deg").exit_code == 0
     result = invoke(*GRID[:-4], "--epochs", "2", "--batch-size", "32", "--out", "deg")
-    assert result.exit_code != 0 and "epochs=1" in result.output
+    assert result.exit_code != 0 and "recipe.epochs: 1 -> 2" in result.output
+
+
+def test_a_grid_of_another_family_or_dataset_is_refused_not_merged():
+    """One folder holds one grid: an MLP grid into a folder holding a CIFAR-net grid is refused, nothing written."""
+    assert invoke(*GRID, "--out", "deg").exit_code == 0
+    before = sorted(p.name for p in Path("deg").iterdir())
+    summary = Path("deg/summary.csv").read_bytes()
+    result = invoke("compare-plain", "--family", "mlp", "--depths", "4", "--seeds", "1", "--data", TINY_DATA,
+                    "--epochs", "1", "--batch-size", "32", "--out", "deg")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "deg holds a degradation grid made with other settings (family: \"cifar\" -> \"mlp\"" in result.output
+    assert sorted(p.name for p in Path("deg").iterdir()) == before and Path("deg/summary.csv").read_bytes() == summary
+    other_data = invoke(*GRID[:-6], "--data", "synthetic:size=8,train=128,test=64", "--epochs", "1",
+                        "--batch-size", "32", "--out", "deg")
+    assert other_data.exit_code == 1 and "recipe.data:" in other_data.output
 
 
 def test_shards_together_equal_the_whole_grid():
@@ -425,8 +440,10 @@ def test_report_says_which_precision_the_grid_computed_in_and_where_that_comes_f
     (tmp_path / "grid_info.json").write_text(json.dumps({"runs": 8, "trained": 8}))  # an old one: no provenance
     lines = degradation_section(tmp_path, tmp_path, tmp_path, False)
     assert lines[2] == ("Computed in **fp32** on CPU (2 threads) (from the `precision` in the one run's "
-                        "run_info.json: grid_info.json has no provenance block).")
-    (tmp_path / "grid_info.json").write_text(json.dumps({"runs": 8, "provenance": {
-        "precision": "bf16", "device_name": "NVIDIA H100", "resx_version": "0.1", "torch": "2.5"}}))
+                        "run_info.json: grid_info.json records no invocation that trained them).")
+    trained_here = {"precision": "bf16", "device_name": "NVIDIA H100", "resx_version": "0.1", "torch": "2.5"}
+    redrawn_elsewhere = {"precision": "fp32", "device_name": "CPU (laptop)", "resx_version": "0.1", "torch": "2.5"}
+    (tmp_path / "grid_info.json").write_text(json.dumps({"runs": 8, "trained": 0, "provenance": redrawn_elsewhere,
+        "history": [{"trained": 8, "provenance": trained_here}, {"trained": 0, "provenance": redrawn_elsewhere}]}))
     lines = degradation_section(tmp_path, tmp_path, tmp_path, False)
     assert lines[2].startswith("Computed in **bf16** on NVIDIA H100") and "grid_info.json's provenance" in lines[2]

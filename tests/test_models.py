@@ -21,7 +21,7 @@ NUM_CLASSES = 7  # not 10, so a head that ignores num_classes is caught
 def tiny_setup(name: str) -> tuple[dict, tuple[int, ...]]:
     """Model options and input shape (without batch) for a tiny forward pass of `name`."""
     family = get_model_spec(name).family
-    if family in ("mlp", "linear"):
+    if family in ("mlp", "linear", "onenet"):
         return dict(in_channels=1, input_size=8, num_classes=NUM_CLASSES), (1, 8, 8)
     if family == "imagenet":
         return dict(input_size=32, num_classes=NUM_CLASSES), (3, 32, 32)

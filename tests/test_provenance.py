@@ -77,12 +77,19 @@ def test_resx_own_checkout_is_recognised(tmp_path):
 
 def test_direct_url_json_is_read(monkeypatch):
     class Dist:
+        where = Path(resx.__file__).parent.parent
+
         def read_text(self, name):
             assert name == "direct_url.json"
             return json.dumps({"url": "https://example.org/resx.git", "vcs_info": {"vcs": "git", "commit_id": "b" * 40}})
 
+        def locate_file(self, name):
+            return self.where / name
+
     monkeypatch.setattr(provenance.metadata, "distribution", lambda name: Dist())
     assert provenance._direct_url_commit() == "b" * 40
+    Dist.where = Path("/elsewhere/site-packages")  # another installed copy than the resx running: not its commit
+    assert provenance._direct_url_commit() is None
 
 
 @pytest.mark.parametrize("info, expected", [
@@ -96,3 +103,24 @@ def test_the_report_line_says_the_precision(info, expected):
     from resx.markdown import computed_with
 
     assert computed_with(info) == expected
+
+
+def test_git_variables_of_the_environment_do_not_redirect_the_commit(tmp_path, monkeypatch):
+    """A git hook exports GIT_DIR: resx must still read its own checkout, not the repository GIT_DIR names."""
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "x.txt").write_text("x")
+    git(foreign, "init", "-q")
+    git(foreign, "add", "x.txt")
+    git(foreign, "commit", "-q", "-m", "foreign")
+    repo = tmp_path / "resx-checkout"
+    (repo / "resx").mkdir(parents=True)
+    (repo / "resx" / "__init__.py").write_text("")
+    (repo / "pyproject.toml").write_text('[project]\nname = "resx"\n')
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "resx")
+    own, _ = provenance.find_commit(repo / "resx")
+    monkeypatch.setenv("GIT_DIR", str(foreign / ".git"))
+    monkeypatch.chdir(foreign)
+    assert provenance.find_commit(repo / "resx") == (own, "checkout")

@@ -52,6 +52,12 @@ def test_tiny_profile_end_to_end_and_rerun():
         assert f"names one resx commit: `{git_commit()}`" in Path("results/REPORT.md").read_text()
     assert again.output.count("skipped") >= 6  # every stage but the report, which is redrawn
     assert Path("results/lesion/lesion_single.csv").stat().st_mtime_ns == stamp
+    # other settings into the same folder: refused, nothing rewritten (not reproduce.json, not REPORT.md)
+    before = {p: p.read_bytes() for p in (Path("results/reproduce.json"), Path("results/REPORT.md"))}
+    other = runner.invoke(app, ["reproduce", "--profile", "tiny", "--out", "results", "--seed", "5"])
+    assert other.exit_code == 1 and "Traceback" not in other.output
+    assert "results holds a reproduce run made with other settings (seed: 0 -> 5" in " ".join(other.output.split())
+    assert {p: p.read_bytes() for p in before} == before
 
 
 def test_gpu_profiles_are_refused_on_the_cpu():

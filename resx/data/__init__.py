@@ -30,6 +30,7 @@ from resx.data.sources import (
     read_mnist_like,
 )
 from resx.errors import ResxError
+from resx.text import count
 
 DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "imagefolder:PATH", "synthetic")
 CACHE_VERSION = 1
@@ -38,17 +39,37 @@ __all__ = ["DATASET_NAMES", "ImageData", "load_dataset", "normalize", "random_cr
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    return Path(data_dir or os.environ.get("RESX_DATA") or "data").expanduser()
+    """The data directory: `data_dir` (--data-dir), else $RESX_DATA, else ./data. One that is a file is refused
+    (it is created when missing: downloads go there)."""
+    given = data_dir or os.environ.get("RESX_DATA")
+    path = Path(given or "data").expanduser()
+    if path.exists() and not path.is_dir():
+        where = "--data-dir" if data_dir else "$RESX_DATA" if given else "the data directory"
+        raise ResxError(f"{where} {path} is a file, not a folder; give the folder that holds the datasets "
+                        f"(it is created if missing)")
+    return path
+
+
+def parse_options(text: str, allowed: dict[str, object], what: str, kind: str = "INT") -> dict[str, str]:
+    """`k=v,k=v` (a spec's options) -> {k: v} as given, in order, each key once: an item without '=', a key not in
+    `allowed` (its values: the defaults, named in the message) or a key given twice is refused in one line naming
+    `what` (e.g. 'synthetic option'; `kind`: what a value is). Every `k=v` list of the command line is parsed here."""
+    values: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if key not in allowed or not eq:
+            raise ResxError(f"bad {what} {item!r}; allowed: {', '.join(f'{k}={kind}' for k in allowed)}")
+        if key in values:
+            raise ResxError(f"{what} {key} given twice ({key}={values[key]} and {key}={value}); give each once")
+        values[key] = value
+    return values
 
 
 def parse_synthetic(spec: str) -> dict[str, int]:
     """`synthetic` or `synthetic:train=256,test=64,size=8,channels=1,classes=4,seed=1`."""
     options = dict(SYNTHETIC_DEFAULTS)
     _, _, rest = spec.partition(":")
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if key not in options or not eq:
-            raise ResxError(f"bad synthetic option {item!r}; allowed: {', '.join(f'{k}=INT' for k in options)}")
+    for key, value in parse_options(rest, SYNTHETIC_DEFAULTS, "synthetic option").items():
         try:
             options[key] = int(value)
         except ValueError:
@@ -108,6 +129,7 @@ def load_dataset(spec: str, data_dir: str | os.PathLike | None = None, *, cache:
     if kind == "synthetic":
         options = parse_synthetic(spec)
         train, test, classes, source = make_synthetic(**options)
+        check_classes(spec, train[1], classes)
         return ImageData(spec, *train, *test, classes, augment=False, source=source)
     if kind == "imagefolder":
         path = spec.partition(":")[2]
@@ -144,4 +166,15 @@ def load_dataset(spec: str, data_dir: str | os.PathLike | None = None, *, cache:
                                                    test_labels=test[1], classes=classes, source=source))
             except OSError:
                 pass  # a read-only data directory only costs decoding time next run
+    check_classes(spec, train[1], classes)
     return ImageData(spec, *train, *test, classes, augment=augment, source=source)
+
+
+def check_classes(spec: str, train_labels: torch.Tensor, classes: list[str]) -> None:
+    """A dataset whose training images are of fewer than two classes is refused: a net trained on it reaches 0%
+    error and learns nothing (imagefolder's folders are checked earlier, by name: see `list_imagefolder`)."""
+    present = torch.unique(train_labels).tolist() if len(train_labels) else []
+    if len(present) < 2:
+        which = f" ({', '.join(repr(classes[int(i)]) for i in present if 0 <= int(i) < len(classes))})" if present else ""
+        raise ResxError(f"dataset {spec} has training images of {count(len(present), 'class')}{which}; a classifier "
+                        f"needs at least 2")

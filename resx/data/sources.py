@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from resx.errors import ResxError
+from resx.text import count, reason
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images uint8 [N, C, H, W], labels int64 [N]
 
@@ -58,9 +59,8 @@ def _download_torchvision(cls_name: str, root: Path, what: str, where: str) -> N
         root.mkdir(parents=True, exist_ok=True)
         getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
     except Exception as e:  # network errors come in many types; the user needs one line
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ResxError(
-            f"{hint} and the download failed ({reason[:120]}); download it on a machine with internet access "
+            f"{hint} and the download failed ({reason(e, 120)}); download it on a machine with internet access "
             f"into {root} (or set --data-dir / RESX_DATA)"
         ) from None
     finally:
@@ -84,7 +84,7 @@ def read_cifar(name: str, data_dir: Path) -> tuple[Split, Split, list[str], str]
         classes = [str(c) for c in _unpickle(folder / meta_file)[key]]
         return split(spec["train"]), split(spec["test"]), classes, str(folder)
     except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as e:
-        raise ResxError(f"{name} files in {folder} are unreadable ({type(e).__name__}: {e}); delete them to re-download") from None
+        raise ResxError(f"{name} files in {folder} are unreadable ({type(e).__name__}: {reason(e)}); delete them to re-download") from None
 
 
 # --- MNIST and Fashion-MNIST (IDX files) -----------------------------------------------------------------
@@ -147,7 +147,7 @@ def read_mnist_like(name: str, data_dir: Path) -> tuple[Split, Split, list[str],
     try:
         return split("train"), split("test"), list(spec["classes"]), str(found)
     except (OSError, ValueError, EOFError) as e:
-        raise ResxError(f"{name} files in {found} are unreadable: {e}") from None
+        raise ResxError(f"{name} files in {found} are unreadable: {reason(e)}") from None
 
 
 # --- ImageFolder (PATH/train/<class>/*, PATH/test/<class>/*) ---------------------------------------------
@@ -155,30 +155,61 @@ def read_mnist_like(name: str, data_dir: Path) -> tuple[Split, Split, list[str],
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
+IMAGEFOLDER_LAYOUT = "expected PATH/train/<class>/* and PATH/test/<class>/*, at least two classes"
+
+
+def _class_folders(split: Path) -> list[str]:
+    """The class folders of a split, sorted; hidden ones (.ipynb_checkpoints, ...) are not classes."""
+    return sorted(d.name for d in split.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
 def list_imagefolder(root: Path) -> dict[str, list[tuple[Path, int]]]:
-    """The files of each split with class indices; classes are the sorted sub-folders of train/."""
+    """The files of each split with class indices; classes are the sorted sub-folders of train/.
+
+    Refused in one line, before anything is decoded: a missing root, split or class folder; a class folder of
+    test/ that train/ lacks, or of train/ that test/ lacks (the splits must have the same classes, or the test
+    error would not measure the task trained on); a class folder without images (it would be a class the net
+    never sees, counted in its outputs); fewer than two classes (one class trains to 0% error and means nothing)."""
     if not root.is_dir():
-        raise ResxError(f"imagefolder path {root} does not exist; expected PATH/train/<class>/* and PATH/test/<class>/*")
+        if root.exists():
+            raise ResxError(f"imagefolder path {root} is a file, not a folder; {IMAGEFOLDER_LAYOUT}")
+        raise ResxError(f"imagefolder path {root} does not exist; {IMAGEFOLDER_LAYOUT}")
     missing = [s for s in ("train", "test") if not (root / s).is_dir()]
     if missing:
-        raise ResxError(f"imagefolder path {root} has no {missing[0]}/ folder; expected PATH/train/<class>/* and PATH/test/<class>/*")
-    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+        raise ResxError(f"imagefolder path {root} has no {missing[0]}/ folder; {IMAGEFOLDER_LAYOUT}")
+    classes = _class_folders(root / "train")
     if not classes:
-        raise ResxError(f"imagefolder path {root}/train has no class folders; expected PATH/train/<class>/*")
-    files: dict[str, list[tuple[Path, int]]] = {}
-    for split in ("train", "test"):
-        extra = sorted(d.name for d in (root / split).iterdir() if d.is_dir() and d.name not in classes)
-        if extra:
-            raise ResxError(f"imagefolder {root}/{split} has class folder {extra[0]!r} that train/ lacks")
-        files[split] = [
-            (p, label)
-            for label, cls in enumerate(classes)
-            if (root / split / cls).is_dir()
-            for p in sorted((root / split / cls).iterdir())
-            if p.suffix.lower() in IMAGE_SUFFIXES
-        ]
-        if not files[split]:
-            raise ResxError(f"imagefolder {root}/{split} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ResxError(f"imagefolder path {root}/train has no class folders; {IMAGEFOLDER_LAYOUT}")
+    test_classes = _class_folders(root / "test")
+    extra = [c for c in test_classes if c not in classes]
+    if extra:
+        raise ResxError(f"imagefolder {root}/test has class folder {extra[0]!r} that train/ lacks; the splits "
+                        f"must have the same classes")
+    lacking = [c for c in classes if c not in test_classes]
+    if lacking:
+        raise ResxError(f"imagefolder {root}/test lacks class folder {lacking[0]!r} that train/ has; the splits "
+                        f"must have the same classes")
+    images = {split: {cls: _images(root / split / cls) for cls in classes} for split in ("train", "test")}
+    empty = [f"{split}/{cls}" for split in ("train", "test") for cls in classes if not images[split][cls]]
+    with_images = [cls for cls in classes if images["train"][cls]]
+    if empty or len(with_images) < 2:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        if empty:
+            which = f"class folder {empty[0]}" if len(empty) == 1 else f"class folders {', '.join(empty)}"
+            problem = f"{which} {'holds' if len(empty) == 1 else 'hold'} no images ({suffixes})"
+            if len(with_images) < 2:
+                problem += f"; {count(len(with_images), 'class')} with training images, at least 2 needed"
+        else:
+            problem = (f"train/ has {count(len(with_images), 'class')} ({with_images[0]!r}), at least 2 needed: "
+                       f"a net trained on one class has nothing to learn")
+        raise ResxError(f"imagefolder {root}: {problem}; {IMAGEFOLDER_LAYOUT}")
+    files: dict[str, list[tuple[Path, int]]] = {
+        split: [(p, label) for label, cls in enumerate(classes) for p in images[split][cls]] for split in ("train", "test")
+    }
     files["classes"] = classes  # type: ignore[assignment]
     return files
 
@@ -203,7 +234,7 @@ def read_imagefolder(root: Path, files: dict) -> tuple[Split, Split, list[str], 
             try:
                 images = list(pool.map(_decode, [p for p, _ in entries], chunksize=256))
             except RuntimeError as e:
-                raise ResxError(f"cannot decode an image under {root}/{which}: {str(e).splitlines()[0]}") from None
+                raise ResxError(f"cannot decode an image under {root}/{which}: {reason(e, 200)}") from None
         shapes = {tuple(im.shape) for im in images}
         if len(shapes) > 1:
             raise ResxError(f"images under {root}/{which} differ in size {sorted(shapes)[:3]}; resize them to one size first")

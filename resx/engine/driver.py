@@ -34,6 +34,10 @@ def train_many(
     limit = concurrency or max(1, len(runs))
     started = list(runs)
     active = [r for r in runs if not r.done]
+    for run in runs:
+        if run.done and run.status != "finished":  # resumed after its last epoch: nothing to train, say so
+            run.status = "finished"
+            run._write_info()
 
     def refill() -> None:
         while queue and len(active) < limit:

@@ -3,6 +3,10 @@
     residual:  a[l+2] = relu(z[l+2] + a[l])        plain:  a[l+2] = relu(z[l+2])
 with z[l+2] = BN(W[l+2] relu(BN(W[l+1] a[l]))). `depth` counts weighted layers: an input layer, 2 per block,
 and the classifier, so depth = 2 * blocks + 2 (the same counting as the CIFAR nets' 6n+2).
+Inputs: images of in_channels x input_size x input_size, flattened; or vectors of `input_dim` (e.g. 2 for points in
+the plane, `resx approximate`), which replaces the image size. Every hidden layer has `width` units, so at width <= d
+the net is one of the narrow ReLU nets whose decision regions are all unbounded (Hanin & Sellke 2017; Lu et al. 2017;
+BatchNorm in eval mode is an affine map and changes no width).
 """
 
 from __future__ import annotations

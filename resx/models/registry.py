@@ -19,6 +19,7 @@ from resx.models.imagenet import imagenet_resnet
 from resx.models.linear import linear_net
 from resx.models.mlp import mlp_net
 from resx.models.net import BlockNet
+from resx.models.onenet import onenet_res
 
 # Options every image model accepts; they describe the data, so the data layer sets them.
 DATA_OPTIONS = ("num_classes", "in_channels", "input_size")
@@ -27,7 +28,7 @@ DATA_OPTIONS = ("num_classes", "in_channels", "input_size")
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # cifar | preact | mlp | imagenet
+    family: str  # cifar | preact | mlp | imagenet | linear | onenet
     residual: bool
     depth: int | None
     builder: Callable[..., BlockNet]
@@ -94,15 +95,19 @@ for _d in (18, 34):
         ModelSpec(f"plain{_d}", "imagenet", False, _d, partial(imagenet_resnet, _d, residual=False), CONV_OPTIONS,
                   f"ImageNet-style plain-{_d}")
     )
-register_model(ModelSpec("mlp_res", "mlp", True, None, partial(mlp_net, residual=True), ("depth", "width", "stochastic_depth"),
+# input_dim: vectors instead of images (2-D points: input_dim=2); by default in_channels * input_size^2
+register_model(ModelSpec("mlp_res", "mlp", True, None, partial(mlp_net, residual=True),
+                         ("depth", "width", "stochastic_depth", "input_dim"),
                          "fully connected residual net, a[l+2] = relu(z[l+2] + a[l])"))
-register_model(ModelSpec("mlp_plain", "mlp", False, None, partial(mlp_net, residual=False), ("depth", "width"),
+register_model(ModelSpec("mlp_plain", "mlp", False, None, partial(mlp_net, residual=False), ("depth", "width", "input_dim"),
                          "fully connected plain net, a[l+2] = relu(z[l+2])"))
 _LINEAR_OPTIONS = ("depth", "width", "init", "scale", "bias")  # depth = number of blocks (resx/models/linear.py)
 register_model(ModelSpec("linear_plain", "linear", False, None, partial(linear_net, residual=False), _LINEAR_OPTIONS,
                          "deep linear net, h = W h per block (W = aI: the product is a^l)"))
 register_model(ModelSpec("linear_res", "linear", True, None, partial(linear_net, residual=True), _LINEAR_OPTIONS,
                          "deep linear residual net, h = h + W h per block (branch scaled by 1/depth)"))
+register_model(ModelSpec("onenet_res", "onenet", True, None, onenet_res, ("depth", "input_dim"),
+                         "one-neuron ResNet, x + V relu(U x + b) per block (Lin & Jegelka 2018); 2-D points by default"))
 
 _PATTERN = re.compile(r"^(resnet|plain|preresnet)(\d+)$")
 
@@ -140,6 +145,8 @@ def create_model(name: str, **overrides: Any) -> BlockNet:
 def twin_name(name: str) -> str:
     """The plain twin of a residual name and vice versa: resnet56 <-> plain56, mlp_res <-> mlp_plain (and linear_*)."""
     spec = get_model_spec(name)
+    if spec.family == "onenet":
+        raise ResxError(f"{name!r} has no plain twin: without its shortcuts a one-neuron net is one unit wide")
     if spec.family in ("mlp", "linear"):
         return f"{spec.family}_plain" if spec.residual else f"{spec.family}_res"
     if spec.family == "preact":

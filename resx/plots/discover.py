@@ -22,12 +22,22 @@ def study_kinds(names: set[str]) -> list[str]:
     return [study.name for study in registered() if study.found_in(names)]
 
 
+def check_results_folder(results_dir: str | Path, name: str = "RESULTS_DIR") -> Path:
+    """A results folder to read (`resx plot`, `resx report`): one that is missing, or is a file, is refused in one
+    line that says which, and that a folder of study CSVs is needed. Returns it as a Path."""
+    results_dir = Path(results_dir)
+    if results_dir.is_dir():
+        return results_dir
+    if results_dir.exists():
+        raise ResxError(f"{name} {results_dir} is a file, not a folder; give the folder that holds the study CSVs "
+                        f"(searched recursively)")
+    raise ResxError(f"no such folder: {results_dir}; give the folder that holds the study CSVs")
+
+
 def find_studies(results_dir: str | Path) -> dict[str, list[Path]]:
     """{study: [folders]} for every registered study, with every folder under `results_dir` that holds it (hidden
     folders skipped), sorted; a study found nowhere maps to []."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise ResxError(f"no such folder: {results_dir}")
+    results_dir = check_results_folder(results_dir)
     found: dict[str, list[Path]] = {study.name: [] for study in registered()}
     for root, dirs, files in os.walk(results_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))

@@ -9,14 +9,17 @@
 - `analysis_mode`: eval mode, parameter gradients off (or on), restored afterwards;
 - `precision`: TF32 or strict fp32 on CUDA, restored afterwards;
 - `analysis_batch`: a seeded batch of un-augmented, normalised training images;
-- `load_runs`: trained run folders or checkpoints, loaded and named (`TrainedRun`), with one-line errors.
+- `load_runs`: trained run folders or checkpoints, loaded and named (`TrainedRun`), with one-line errors;
+- `run_record`: what a studied checkpoint was (its run's status, its epoch and iterations), for the info files, so
+  that a study made with --force of an unfinished run says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +184,31 @@ def analysis_batch(dataset: Any, batch_size: int, generator: torch.Generator,
 
 
 # --- trained runs ---------------------------------------------------------------------------------------------------
+def run_record(checkpoint: str | Path, ckpt: dict | None = None) -> dict[str, Any]:
+    """What a checkpoint was when it was studied, for a study's info file: {"status": its run's status in the
+    run_info.json beside it (finished, running, interrupted, diverged; None without one), "epoch" and
+    "iterations_done": the checkpoint's own (an epoch-NNN.pt of a finished run is of an earlier epoch),
+    "total_iterations": what the run was to train (None when unknown)}. A study run with --force on an unfinished
+    run thus says, in its own files, how far that run had trained. `ckpt`: the checkpoint already read (else it is
+    read here)."""
+    from resx.engine.checkpoint import find_checkpoint, read_checkpoint
+    from resx.engine.run_folder import EPOCH_CHECKPOINTS
+
+    file = find_checkpoint(checkpoint)
+    if ckpt is None:
+        ckpt = read_checkpoint(file)
+    folder = file.parent
+    if folder.name == EPOCH_CHECKPOINTS and not (folder / "run_info.json").exists():
+        folder = folder.parent  # RUN_DIR/checkpoints/epoch-NNN.pt: the run's run_info.json is in RUN_DIR
+    try:
+        info = json.loads((folder / "run_info.json").read_text())
+        info = info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        info = {}
+    return {"status": info.get("status"), "epoch": ckpt.get("epoch"), "iterations_done": ckpt.get("iteration"),
+            "total_iterations": info.get("total_iterations")}
+
+
 @dataclass
 class TrainedRun:
     """A trained net loaded from its run folder or checkpoint, to be studied (lesion, landscape)."""
@@ -192,6 +220,7 @@ class TrainedRun:
     model: str
     data_spec: str
     data_dir: str | None
+    record: dict = field(default_factory=dict)  # `run_record`: its run's status, its epoch and iterations
 
     @property
     def residual(self) -> bool:
@@ -213,5 +242,5 @@ def load_runs(checkpoints: Iterable[str | Path]) -> list[TrainedRun]:
         name = unique_label(run_label(path), taken)
         config = ckpt.get("config") or {}
         runs.append(TrainedRun(name, file, net, config, ckpt.get("model_name", ""), config.get("data", ""),
-                              config.get("data_dir")))
+                              config.get("data_dir"), run_record(file, ckpt)))
     return runs

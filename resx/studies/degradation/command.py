@@ -27,7 +27,7 @@ def degradation_command() -> Callable[..., Any]:
         shortcut: Annotated[Optional[str], typer.Option(help="Residual shortcut: A (identity + zero-pad, same params as plain) or B.")] = None,
         family: Annotated[Optional[str], typer.Option(help="cifar | preact | mlp")] = None,
         out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/degradation).")] = None,
-        shard: Annotated[Optional[str], typer.Option(help="Run only slice I of N (I/N, e.g. a SLURM array index).")] = None,
+        shard: Annotated[Optional[str], typer.Option(help="Run only slice I of N: I/N, or auto (a SLURM array task: SLURM_ARRAY_TASK_ID, _COUNT, _MIN).")] = None,
         concurrency: Annotated[Optional[int], typer.Option(help="Runs trained at once: on CUDA streams of one GPU (default 4), on a CPU worker processes (default one per core).")] = None,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads of each run (default: the cores shared out evenly).")] = None,
         lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 0.1).")] = None,

@@ -97,6 +97,7 @@ def compare_plain(
     progress: Callable | None = None,
     on_status: Callable[[str], None] | None = None,
 ) -> CompareResult:
+    from resx.output_guard import guard_folder, merge_lock
     from resx.provenance import now, provenance
 
     started, clock = now(), time.perf_counter()
@@ -107,22 +108,40 @@ def compare_plain(
     shard = grid.parse_shard(options.shard)
     mine = grid.shard(runs, *shard) if shard else runs
     out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = grid.run_grid(mine, concurrency=options.concurrency, progress=progress, on_status=on_status)
-    info["grid_runs"] = len(runs)
-    info["options"] = {k: v for k, v in asdict(options).items() if k != "train"}
-    info["train"] = options.train.to_dict()
-    # Every shard merges what exists when it ends, so the last one to finish leaves the complete tables.
-    curves, summary = tables.collect(out, runs)
-    files = [out / CURVES, out / SUMMARY]
-    files += plot_degradation_safely(out)
-    info["started"], info["ended"] = started, now()
-    info["seconds"] = round(time.perf_counter() - clock, 2)
-    info["provenance"] = provenance(_device(options.train.device), runs_precision(mine, options.train.precision),
-                                    threads=info.get("threads_per_run") or options.train.threads)
-    info_name = shard_info_name(*shard) if shard else INFO_NAME
-    info = write_grid_info(out / info_name, info)
+    # Shards of one grid write this folder together (shared: each run folder has its own lock); a grid of another
+    # family, dataset or recipe is refused, so that two grids never merge into one summary.csv and one figure.
+    with guard_folder(out, "degradation grid", grid_fingerprint(options), shared=True):
+        info = grid.run_grid(mine, concurrency=options.concurrency, progress=progress, on_status=on_status)
+        info["grid_runs"] = len(runs)
+        info["options"] = {k: v for k, v in asdict(options).items() if k != "train"}
+        info["train"] = options.train.to_dict()
+        # Every shard merges what exists when it ends, one shard at a time, so that the last to merge (which sees
+        # every finished run) writes last and leaves the complete tables.
+        with merge_lock(out, "degradation grid"):
+            curves, summary = tables.collect(out, runs)
+            files = [out / CURVES, out / SUMMARY]
+            info["started"], info["ended"] = started, now()
+            info["seconds"] = round(time.perf_counter() - clock, 2)
+            info["provenance"] = provenance(_device(options.train.device),
+                                            runs_precision(mine, options.train.precision),
+                                            threads=info.get("threads_per_run") or options.train.threads)
+            info_name = shard_info_name(*shard) if shard else INFO_NAME
+            # the record first: a figure that fails to draw must not cost the grid its grid_info.json entry
+            info = write_grid_info(out / info_name, info)
+            files += plot_degradation_safely(out)
     return CompareResult(out, summary, curves, verdict(summary), info, files, options.train.batch_size)
+
+
+def grid_fingerprint(options: CompareOptions) -> dict[str, Any]:
+    """What decides a grid folder's content: the family, the dataset and the recipe every run shares. Depths, seeds
+    and shards may grow or change between invocations (a grid extended with more seeds is the same grid); where
+    and how fast the runs train (grid.IGNORED_FOR_REUSE) does not count."""
+    from resx.data import normalise_data_spec
+
+    recipe = {k: v for k, v in options.train.to_dict().items()
+              if k not in grid.IGNORED_FOR_REUSE and k not in ("model", "seed", "depth", "warmup_lr")}
+    recipe["data"] = normalise_data_spec(options.train.data)
+    return {"family": options.family, "recipe": recipe, "per_model": options.per_model}
 
 
 def _device(name: str | None) -> str | None:

@@ -123,11 +123,11 @@ def _thousands(value, _pos) -> str:
 
 
 def error_ceiling(series: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """A y limit (in %) for one panel: a little above the highest error drawn in the later part of training
-    (iterations from LATE of the panel's last one on), so that the end of training reads; the first iterations
-    (errors near chance) may run off the top. `series`: (iterations, errors in %) of every line in the panel."""
-    last = max((float(np.nanmax(x)) for x, _ in series if len(x)), default=0.0)
-    late = [y[x >= LATE * last] for x, y in series if len(x)]
+    """A y limit (in %) for one panel: a little above the highest error drawn in the later part of each line's
+    training (its iterations from LATE of its own last one on), so that the end of training reads and a run caught
+    in progress still shows; the first iterations (errors near chance) may run off the top. `series`:
+    (iterations, errors in %) of every line in the panel."""
+    late = [y[x >= LATE * float(np.nanmax(x))] for x, y in series if len(x)]
     values = np.concatenate(late) if late else np.array([])
     values = values[np.isfinite(values)]
     if not len(values):

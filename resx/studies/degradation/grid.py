@@ -102,16 +102,11 @@ def plan_grid(
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """'I/N' -> (I, N) with 1 <= I <= N (I = a SLURM array index counted from 1)."""
-    if text is None:
-        return None
-    try:
-        index, count = (int(p) for p in text.split("/"))
-    except ValueError:
-        raise ResxError(f"--shard {text}: expected I/N, e.g. 1/4") from None
-    if count < 1 or not 1 <= index <= count:
-        raise ResxError(f"--shard {text}: I must be between 1 and N (N >= 1)")
-    return index, count
+    """'I/N' -> (I, N) with 1 <= I <= N (I = a SLURM array index counted from 1); 'auto': the SLURM array task's
+    (resx.shards)."""
+    from resx.shards import parse_shard as parse
+
+    return parse(text)
 
 
 def shard(runs: list[GridRun], index: int, count: int) -> list[GridRun]:

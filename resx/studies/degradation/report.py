@@ -72,12 +72,19 @@ def degradation_section(folder: Path, results_dir: Path, report_dir: Path, sever
 
 def grid_computed_with(folder: Path) -> str:
     """The line saying which precision the grid computed in, and where that comes from: the provenance block of
-    grid_info.json (or of a shard's grid_info-shard*.json), else the `precision` of the runs' run_info.json (a
-    grid written before grid_info.json had provenance); '' when neither says."""
+    grid_info.json's last invocation that trained runs (or a shard's grid_info-shard*.json's), else the `precision`
+    of the runs' run_info.json (a grid written before grid_info.json had provenance, or one whose runs were all
+    trained by invocations it does not record); '' when neither says."""
+    # the last invocation that trained runs (an invocation that only found them finished, e.g. on another machine
+    # to redraw the figures, says nothing of how they were computed)
     for path in [folder / INFO_NAME, *sorted(folder.glob("grid_info-shard*.json"))]:
         info = read_info(path)
-        if isinstance(info.get("provenance"), dict):
-            return f"{computed_with(info).rstrip('.')} (from {path.name}'s provenance block)."
+        history = info.get("history") if isinstance(info.get("history"), list) else []
+        trained = [h for h in history if isinstance(h, dict) and isinstance(h.get("provenance"), dict)
+                   and (h.get("trained") or 0) > 0]
+        if trained:
+            return (f"{computed_with({'provenance': trained[-1]['provenance']}).rstrip('.')} (from {path.name}'s "
+                    "provenance block of the last invocation that trained runs).")
     precisions: dict[str, int] = {}
     devices: set[str] = set()
     for path in sorted(folder.glob("*/run_info.json")):
@@ -92,5 +99,5 @@ def grid_computed_with(folder: Path) -> str:
     which = ", ".join(f"**{p}**" + (f" ({n} runs)" if len(precisions) > 1 else "") for p, n in sorted(precisions.items()))
     where = f" on {' and '.join(sorted(devices))}" if devices else ""
     whose = f"the {runs} runs'" if runs > 1 else "the one run's"
-    return (f"Computed in {which}{where} (from the `precision` in {whose} run_info.json: {INFO_NAME} has no "
-            "provenance block).")
+    return (f"Computed in {which}{where} (from the `precision` in {whose} run_info.json: {INFO_NAME} records no "
+            "invocation that trained them).")

@@ -30,7 +30,7 @@ def landscape_command() -> Callable[..., Any]:
         directions: Annotated[str, typer.Option("--directions", help="random (Li et al. §4) | interpolate (between two nets).")] = "random",
         norm: Annotated[str, typer.Option("--norm", help="filter (Li et al.'s filter normalisation) | layer | none.")] = "filter",
         bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate", help="Recompute BatchNorm statistics at every point (always done for fresh nets).")] = False,
-        shard: Annotated[Optional[str], typer.Option("--shard", help="Measure only slice I of N of the grid (I/N, e.g. a SLURM array index).")] = None,
+        shard: Annotated[Optional[str], typer.Option("--shard", help="Measure only slice I of N of the grid: I/N, or auto (a SLURM array task: SLURM_ARRAY_TASK_ID, _COUNT, _MIN).")] = None,
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch (default: samples / 8, at most 256 on CPU, 2048 on CUDA).")] = None,
         precision: Annotated[str, typer.Option("--precision", help="fp32 (default: bf16 rounding shows as roughness near a minimum) | bf16 | auto (bf16 where the device computes it natively).")] = "fp32",
         data: DataOpt = None,

@@ -118,6 +118,8 @@ def _describe_target(target: Target, references: dict[tuple[float, float], Point
     centre = references[(0.0, 0.0)]
     entry = {"model": target.model, "residual": target.residual, "trained": target.trained, "source": target.source,
              "checkpoint": target.checkpoint, "bn": target.bn, "bn_recalibrate": target.recalibrate,
+             # its run's status, its epoch and iterations (an unfinished run studied with --force)
+             "run_record": common.run_record(target.checkpoint) if target.trained and target.checkpoint else None,
              "centre_loss": centre.loss, "centre_error": centre.error, "centre_loss_se": centre.loss_se,
              "trained_loss": centre.loss if target.trained and (1.0, 0.0) not in references else None}
     if (1.0, 0.0) in references:

@@ -52,22 +52,11 @@ def parse_span(span: str | Sequence[float]) -> tuple[float, float]:
 
 
 def parse_shard(shard: str | Sequence[int] | None) -> tuple[int, int]:
-    """'I/N' or (I, N) -> (I, N) with 1 <= I <= N; None is (1, 1), the whole grid."""
-    if shard is None:
-        return 1, 1
-    if isinstance(shard, str):
-        try:
-            index, count = (int(p) for p in shard.split("/"))
-        except ValueError:
-            raise ResxError(f"--shard {shard}: expected I/N, e.g. 1/4") from None
-    else:
-        try:
-            index, count = (int(v) for v in shard)
-        except (TypeError, ValueError):
-            raise ResxError(f"--shard {shard!r}: expected (I, N), e.g. (1, 4)") from None
-    if count < 1 or not 1 <= index <= count:
-        raise ResxError(f"--shard {index}/{count}: I must be between 1 and N (N >= 1)")
-    return index, count
+    """'I/N', 'auto' (a SLURM array task's: resx.shards) or (I, N) -> (I, N) with 1 <= I <= N; None, or auto
+    outside an array job, is (1, 1), the whole grid."""
+    from resx.shards import parse_shard as parse
+
+    return parse(shard) or (1, 1)
 
 
 @dataclass(frozen=True)

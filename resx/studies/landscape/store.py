@@ -85,6 +85,12 @@ class LandscapeStore:
         if diffs:
             raise ResxError(f"{self.out} holds a landscape study with other settings ({'; '.join(diffs[:3])}); "
                             "pass --overwrite to replace it, or give another --out")
+        # The runs are part of what the study is: a landscape of other runs is another study, never merged into
+        # this one's CSV (its points would sit beside another net's, in one file and one figure).
+        before, now = sorted((info.get("runs") or {})), sorted(t.name for t in targets)
+        if before and before != now:
+            raise ResxError(f"{self.out} holds a landscape of {', '.join(before)}, not of {', '.join(now)}; pass "
+                            "--overwrite to replace it, or give another --out")
         for target in targets:
             earlier = (info.get("runs") or {}).get(target.name, {})
             if earlier and earlier.get("source") != target.source:

@@ -22,7 +22,7 @@ def lesion_command() -> Callable[..., Any]:
         blocks: Annotated[Optional[str], typer.Option(help="Restrict `single` to these 0-based blocks: 3, 0..8 or 0,5,18.")] = None,
         max_k: Annotated[Optional[int], typer.Option("--max-k", help="delete-k for k = 1..K (default 20, or every deletable block).")] = None,
         draws: Annotated[int, typer.Option(help="Random draws per k and per swap count.")] = 50,
-        swaps: Annotated[str, typer.Option(help="Swap counts: a range 1..10, a number 5, or a list 1,2,5.")] = "1..10",
+        swaps: Annotated[str, typer.Option(help="Swap counts: a range 1..10, a number 5, or a list 1,2,5 (counts above the most swaps a net's orders need are left out).")] = "1..10",
         seed: SeedOpt = None,
         device: DeviceOpt = "auto",
         data_dir: DataDirOpt = None,
@@ -61,6 +61,8 @@ def lesion_command() -> Callable[..., Any]:
         for run in result.info["runs"]:
             for study, why in run["skipped"].items():
                 console.print(f"{run['run']}: {study} skipped: {why}")
+            for note in run.get("notes", []):
+                console.print(f"{run['run']}: {note}")
         for r in rows:
             console.print(f"{r['run']} ({r['model']}): seconds " + ", ".join(f"{k} {v:.2f}" for k, v in r["seconds"].items()))
         console.print("single: min/median/max over the non-downsampling blocks deleted one at a time; down: each "

@@ -52,7 +52,9 @@ from resx.studies.lesion.declare import (DEFAULT_DRAWS, DEFAULT_MAX_K, DEFAULT_S
                                          SINGLE_COLUMNS, SWAP_COLUMNS)
 from resx.studies.lesion.evaluator import LesionEvaluator
 from resx.studies.lesion.plans import (deletable_blocks, deletion_plan, draw_deletions, draw_swaps, intact_plan,
-                                       order_plan, parse_block_list, parse_int_list, parse_studies, swappable_pairs)
+                                       most_swaps, order_plan, parse_block_list, parse_int_list, parse_studies,
+                                       reachable_orders, swappable_pairs)
+from resx.text import count
 
 ProgressFn = Callable[[str, str, int, int], None]  # (run name, study, lesions done, lesions in the study)
 
@@ -118,6 +120,8 @@ class RunPlan:
     deletable: list[int]
     max_k: int | None
     pairs: list[tuple[int, int]]
+    swap_counts: list[int] = field(default_factory=list)  # the asked-for counts this net can take
+    notes: list[str] = field(default_factory=list)  # what was changed from the options, and why
 
 
 @dataclass
@@ -142,6 +146,10 @@ def check_settings(studies: str | Iterable[str] | None, blocks: str | Iterable[i
     """The options, parsed and checked before anything is loaded."""
     explicit_studies = studies is not None
     parsed = parse_studies(studies)
+    # --draws is not capped at the number of distinct sets (or orders) a draw can give: each draw is random, with
+    # replacement (as Veit et al.'s), and labelled as the draw it is, so a set drawn twice is still "k blocks
+    # deleted"; the mean over draws estimates the mean over sets either way. Swap counts are capped (plan_run):
+    # there a count beyond the most any order needs labels a lesser lesion, or the intact net, with that count.
     if draws < 1:
         raise ResxError(f"--draws must be at least 1, got {draws}")
     swap_counts = parse_int_list(swaps, "--swaps")
@@ -174,6 +182,10 @@ def plan_run(run: TrainedRun, settings: LesionOptions) -> RunPlan:
         bad = [b for b in settings.blocks if not 0 <= b < n]
         if bad:
             raise ResxError(f"--blocks: block {bad[0]} out of range; run {run.name} ({run.model}) has blocks 0..{n - 1}")
+    swap_counts, notes = list(settings.swap_counts), []
+    if "swap" in run_studies:
+        swap_counts, note = swap_counts_for(run, pairs, settings.swap_counts)
+        notes += [note] if note else []
     deletable = deletable_blocks(run.net)
     k_max = settings.max_k
     if "delete-k" in run_studies:
@@ -182,9 +194,35 @@ def plan_run(run: TrainedRun, settings: LesionOptions) -> RunPlan:
         if k_max is None:
             k_max = min(DEFAULT_MAX_K, len(deletable))
         elif k_max > len(deletable):
-            raise ResxError(f"--max-k {k_max} is more than the {len(deletable)} deletable (non-downsampling) "
-                            f"blocks of run {run.name} ({run.model})")
-    return RunPlan(run_studies, skipped, deletable, k_max, pairs)
+            raise ResxError(f"--max-k {k_max} is more than the {count(len(deletable), 'deletable (non-downsampling) block')} "
+                            f"of run {run.name} ({run.model})")
+    return RunPlan(run_studies, skipped, deletable, k_max, pairs, swap_counts, notes)
+
+
+def _orders(n: int) -> str:
+    return count(n, "order") if n < 10**9 else f"{float(n):.2g} orders"
+
+
+def swap_counts_for(run: TrainedRun, pairs: list[tuple[int, int]], asked: list[int]) -> tuple[list[int], str | None]:
+    """The swap counts of `asked` that `run`'s net can take, and a note naming those it cannot (None: all fit).
+
+    Capped, not refused, at the most swaps any order of its blocks needs (g - 1 per group of g same-shape blocks):
+    a swap count is how far from the original order a lesion is meant to go, and more swaps than that only make
+    orders that fewer swaps make too, down to the intact net (one pair: every even count swaps it back, and the
+    intact net would be reported as "1000 swaps"). Capping keeps the counts that mean what they say, so one set of
+    counts (the default 1..10, a profile's) serves nets of every size side by side; when no count is left, the
+    option asked for nothing this net can do, and it is refused."""
+    limit = most_swaps(pairs)
+    kept = [c for c in asked if c <= limit]
+    dropped = [c for c in asked if c > limit]
+    if not dropped:
+        return kept, None
+    what = (f"run {run.name} ({run.model}) has {count(len(pairs), 'pair')} of same-shape blocks to swap: "
+            f"{_orders(reachable_orders(pairs))} of its blocks, each reached in at most {count(limit, 'swap')}")
+    if not kept:
+        raise ResxError(f"--swaps {','.join(map(str, asked))}: {what}; more swaps only repeat orders fewer swaps make "
+                        f"(down to the intact net); give swap counts up to {limit}")
+    return kept, f"swap counts {','.join(map(str, dropped))} left out: {what}"
 
 
 def load_run_data(run: TrainedRun, data: str | None, data_dir: str | Path | None,
@@ -256,7 +294,7 @@ def lesion_swap(run: TrainedRun, evaluator: LesionEvaluator, baseline: float, pl
                 settings: LesionOptions, report: Callable | None) -> list[dict]:
     """Veit et al. 2016 §4.3, Fig. 5b: random same-shape pairs swapped; error against Kendall's tau."""
     n = len(run.net.blocks)
-    draws = draw_swaps(n, plan.pairs, settings.swap_counts, settings.draws, _study_generator(settings.seed, 2))
+    draws = draw_swaps(n, plan.pairs, plan.swap_counts, settings.draws, _study_generator(settings.seed, 2))
     errors, losses = evaluator.evaluate([order_plan(o) for _, _, o, _ in draws], report)
     return [dict(run=run.name, swaps=count, draw=d, kendall_tau=tau, test_error=err, baseline_error=baseline,
                  test_loss=loss, order=" ".join(map(str, order)), model=run.model, residual=run.residual)
@@ -290,6 +328,7 @@ def lesion_one_run(run: TrainedRun, plan: RunPlan, data: Any, settings: LesionOp
     return {
         "run": run.name,
         "checkpoint": str(run.checkpoint),
+        "run_record": run.record,  # its run's status, its epoch and iterations (an unfinished run studied with --force)
         "model": run.model,
         "residual": run.residual,
         "stochastic_depth": run.config.get("stochastic_depth"),
@@ -299,7 +338,9 @@ def lesion_one_run(run: TrainedRun, plan: RunPlan, data: Any, settings: LesionOp
         "downsampling_blocks": [b.index for b in info_blocks if b.downsampling],
         "studies": plan.studies,
         "skipped": plan.skipped,
+        "notes": plan.notes,
         "max_k": plan.max_k,
+        "swap_counts": plan.swap_counts if "swap" in plan.studies else [],
         "baseline_error": baseline,
         "baseline_loss": baseline_loss,
         "batch_size": evaluator.batch_size,

@@ -48,30 +48,26 @@ def delete_k_means(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["run", "k"]).reset_index(drop=True)
 
 
-def blocks_per_run(delete_k: pd.DataFrame, single: pd.DataFrame | None) -> dict[str, int]:
-    """{run: n blocks}, from lesion_delete_k.csv's `blocks` column, else from lesion_single.csv (one row per
-    block when every block was deleted); runs found in neither are left out."""
+def blocks_per_run(delete_k: pd.DataFrame, folder: Path | None = None) -> dict[str, int]:
+    """{run: n blocks}, from lesion_delete_k.csv's `blocks` column, else from lesion_info.json's runs (a CSV
+    written before the column existed); runs found in neither are left out (their figure is drawn against k)."""
     n: dict[str, int] = {}
-    if single is not None:
-        for run, part in single.groupby("run", sort=False):
-            if part["block"].nunique() == int(part["block"].max()) + 1:
-                n[str(run)] = int(part["block"].max()) + 1
+    if folder is not None:
+        import json
+
+        try:
+            info = json.loads((Path(folder) / "lesion_info.json").read_text(encoding="utf-8"))
+            for run in info.get("runs", []):
+                if isinstance(run, dict) and isinstance(run.get("blocks"), int):
+                    n[str(run.get("run"))] = int(run["blocks"])
+        except (OSError, ValueError, AttributeError):
+            pass
     if "blocks" in delete_k.columns:
         for run, part in delete_k.groupby("run", sort=False):
             value = pd.to_numeric(part["blocks"], errors="coerce").dropna()
             if len(value):
                 n[str(run)] = int(value.iloc[0])
     return n
-
-
-def swap_means(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Mean and std of the test error and mean Kendall's tau per run and number of swaps (columns run, swaps,
-    mean, std, kendall_tau, count; None when the CSV has no `swaps` column)."""
-    if "swaps" not in frame.columns:
-        return None
-    out = mean_std(frame, ["run", "swaps"], "test_error", sort=False)
-    out.insert(2, "kendall_tau", frame.groupby(["run", "swaps"], sort=False)["kendall_tau"].mean())
-    return out.reset_index().sort_values(["run", "swaps"]).reset_index(drop=True)
 
 
 def _runs(frame: pd.DataFrame) -> list[str]:
@@ -110,13 +106,13 @@ def draw_single(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> li
 
 
 def draw_delete_k(frame: pd.DataFrame, folder: Path, formats: Iterable[str],
-                  single: pd.DataFrame | None = None) -> list[Path]:
+                  source: Path | None = None) -> list[Path]:
     """Veit et al. 2016 Fig. 5a: error against the fraction of blocks randomly deleted (k/n), mean ± std over draws,
     with each run's error when nothing is deleted. Against k itself when a run's block count n is unknown."""
     means = delete_k_means(frame)
     runs = _runs(frame)
     colors = style.run_colors(runs)
-    n_blocks = blocks_per_run(frame, single)
+    n_blocks = blocks_per_run(frame, source)
     fraction = all(run in n_blocks for run in runs)
     with style.rc():
         fig, ax = style.new_figure(width=style.COLUMN_WIDTH, height=2.4)
@@ -219,7 +215,7 @@ def plot_lesion(folder: str | Path, formats=("png", "pdf"), out: str | Path | No
     if single is not None:
         written += draw_single(single, out, formats)
     if delete_k is not None:
-        written += draw_delete_k(delete_k, out, formats, single)
+        written += draw_delete_k(delete_k, out, formats, folder)
     if swap is not None:
         written += draw_swap(swap, out, formats)
     return written

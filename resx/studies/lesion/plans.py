@@ -5,6 +5,7 @@ position by position.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -53,14 +54,41 @@ def deletable_blocks(net: nn.Module) -> list[int]:
     return [b.index for b in net.block_info() if not b.downsampling]
 
 
-def swappable_pairs(net: nn.Module) -> list[tuple[int, int]]:
-    """Pairs of positions whose blocks have the same shape and keep it (same stage, not downsampling), so that
-    swapping them keeps every tensor shape (Veit et al. 2016 §4.3: "swap ... building blocks of the same size")."""
+def swap_groups(net: nn.Module) -> list[list[int]]:
+    """The positions whose blocks may be exchanged, group by group: non-downsampling blocks of one shape (same
+    stage, same channels in and out), groups of two or more only."""
     groups: dict[tuple, list[int]] = {}
     for b in net.block_info():
         if not b.downsampling:
             groups.setdefault((b.stage, b.in_channels, b.out_channels), []).append(b.index)
-    return [(i, j) for members in groups.values() for a, i in enumerate(members) for j in members[a + 1 :]]
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def swappable_pairs(net: nn.Module) -> list[tuple[int, int]]:
+    """Pairs of positions whose blocks have the same shape and keep it (same stage, not downsampling), so that
+    swapping them keeps every tensor shape (Veit et al. 2016 §4.3: "swap ... building blocks of the same size")."""
+    return [(i, j) for members in swap_groups(net) for a, i in enumerate(members) for j in members[a + 1 :]]
+
+
+def groups_of_pairs(pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """The groups (`swap_groups`) that `pairs` (`swappable_pairs`) come from: every pair of a group is there."""
+    groups: list[set[int]] = []
+    for a, b in pairs:
+        joined = [g for g in groups if a in g or b in g]
+        merged = set().union({a, b}, *joined)
+        groups = [g for g in groups if g not in joined] + [merged]
+    return [sorted(g) for g in groups]
+
+
+def reachable_orders(pairs: Sequence[tuple[int, int]]) -> int:
+    """How many orders of the blocks swaps of `pairs` can make, the original one included: g! per group of g."""
+    return math.prod(math.factorial(len(g)) for g in groups_of_pairs(pairs))
+
+
+def most_swaps(pairs: Sequence[tuple[int, int]]) -> int:
+    """The most swaps any reachable order needs: g - 1 per group of g (a permutation of g blocks is at most g - 1
+    transpositions). Every order more swaps make, fewer make too."""
+    return sum(len(g) - 1 for g in groups_of_pairs(pairs))
 
 
 def intact_plan(n: int) -> Plan:

@@ -50,7 +50,7 @@ import torch
 from resx.models.net import BlockNet
 from resx.provenance import provenance
 from resx.studies import guards
-from resx.studies.common import analysis_batch, precision
+from resx.studies.common import analysis_batch, precision, run_record
 from resx.studies.paths.block_gradients import block_gradients, first_last_ratios
 from resx.studies.paths.declare import (BLOCK_COLUMNS, DISTRIBUTION_COLUMNS, GRADIENT_COLUMNS, INFO_NAME,
                                         TOTAL_COLUMNS, WINDOW_FRACTION, effective_window)
@@ -140,7 +140,9 @@ def paths_info(*, model: str, analysed: StudiedNet, nets: Sequence[StudiedNet], 
                      "block's input (stem output); block gradients at each block's input, mean over the batch",
         "batchnorm": "eval mode; " + ("running statistics from training" if analysed.trained else
                                        "statistics of the analysed batch (fresh net, nothing learnt)"),
-        "nets": [dict(run=e.label, model=e.net.model_name, residual=e.net.residual, trained=e.trained, source=e.source)
+        "nets": [dict(run=e.label, model=e.net.model_name, residual=e.net.residual, trained=e.trained, source=e.source,
+                      # its run's status, its epoch and iterations (an unfinished run studied with --force)
+                      run_record=run_record(e.source, e.checkpoint) if e.trained else None)
                  for e in nets],
     }
 

@@ -90,7 +90,7 @@ from resx.errors import ResxError
 from resx.models.net import BlockNet
 from resx.provenance import provenance
 from resx.studies import guards
-from resx.studies.common import calibrate_batchnorm, precision
+from resx.studies.common import calibrate_batchnorm, precision, run_record
 from resx.studies.signal.declare import (GAUSSIAN_CLASSES, INFO_NAME, JACOBIAN_COLUMNS, JACOBIAN_EXTRA, LAYER_COLUMNS,
                                          LAYER_EXTRA)
 from resx.studies.signal.jacobians import JACOBIAN_NOTE, WHOLE_NET_MAP, block_jacobians
@@ -296,7 +296,9 @@ def _info(entries: list[Entry], whole: list[dict], linear: pd.DataFrame, setting
         "whole_net": whole,
         "linear": linear.replace({np.nan: None}).to_dict("records") if len(linear) else [],
         "nets": [dict(run=e.run, model=e.name, options=e.options, trained=e.trained, checkpoint=e.checkpoint,
-                      epoch=e.epoch, final=e.final, source=str(e.path) if e.path else f"fresh, seed {settings.seed}")
+                      epoch=e.epoch, final=e.final, source=str(e.path) if e.path else f"fresh, seed {settings.seed}",
+                      # its run's status, its epoch and iterations (an unfinished run studied with --force)
+                      run_record=run_record(e.path, e.ckpt) if e.trained and e.path else None)
                  for e in entries],
         "seconds": round(time.perf_counter() - started, 3),
     }
