@@ -15,8 +15,20 @@ from typing import Any, Callable
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call `write(fileobj)` on a temp file beside `path`, then rename it over `path`."""
+    """Call `write(fileobj)` on a temp file beside `path`, then rename it over `path`. Any OSError (a full disk, a
+    quota, a folder made unwritable) becomes one OutputError naming the file and the cause; the old file stays."""
+    from resx.errors import OutputError
+
     path = Path(path)
+    try:
+        return _write_atomic(path, write)
+    except OSError as e:
+        cause = e.strerror or type(e).__name__
+        raise OutputError(f"cannot write {path}: {cause} (errno {e.errno}); the file as it was before is kept. "
+                          "Free space or fix the folder's permissions, then run the same command again") from None
+
+
+def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

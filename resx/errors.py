@@ -23,3 +23,9 @@ class TrainingInterrupted(ResxError):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class OutputError(ResxError):
+    """A file could not be written (a full disk, a quota, permissions taken away mid-run): a fault outside the
+    user's input, shown as one line naming the file and the cause. A training run marks itself `failed` (where its
+    run_info.json can still be written) and keeps its last good checkpoint (every file is written atomically)."""

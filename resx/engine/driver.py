@@ -11,7 +11,7 @@ from resx.config import TrainConfig
 from resx.data import ImageData
 from resx.engine.interrupt import DeferredInterrupt
 from resx.engine.run import ProgressFn, TrainingRun
-from resx.errors import TrainingInterrupted
+from resx.errors import OutputError, TrainingInterrupted
 
 
 def train_many(
@@ -65,7 +65,16 @@ def train_many(
                     continue
                 except StopIteration:
                     pass
-                row = run.finish_epoch()
+                try:
+                    row = run.finish_epoch()
+                except OutputError:
+                    # its folder cannot be written (disk full, permissions): this run failed; the others stop with
+                    # a checkpoint where they can still write one. The last good checkpoints stay.
+                    run.mark_failed()
+                    for other in active:
+                        if other is not run:
+                            other.stop_after_fault()
+                    raise
                 if progress:
                     progress(run, row)
                 if run.done:

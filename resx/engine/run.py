@@ -26,7 +26,7 @@ from resx.engine.step import TrainStep
 from resx.engine.run_checkpoint import RunCheckpoints
 from resx.engine.run_folder import (METRIC_COLUMNS, attempt_entry, check_run_folder, earlier_attempts,
                                     epoch_checkpoint_path, iteration_curve, start_folder, take_lock, update_attempt)
-from resx.errors import ResxError, TrainingDiverged
+from resx.errors import OutputError, ResxError, TrainingDiverged
 from resx.models import create_model, get_model_spec
 from resx.provenance import environment, now, provenance
 
@@ -72,7 +72,7 @@ class TrainingRun(RunCheckpoints):
         self.history: list[dict[str, Any]] = earlier_attempts(self.run_dir) if resume_from is not None else []
 
         # --- the training state: a fresh run's, replaced by the checkpoint's when resuming (`_restore`) ---
-        self.status = "new"  # new, running, finished, interrupted, diverged (run_info.json's status)
+        self.status = "new"  # new, running, finished, interrupted, diverged, failed (run_info.json's status)
         self.metrics: list[dict[str, Any]] = []  # metrics.csv's rows, one per epoch done
         self.epoch = 0  # completed epochs
         self.host_iteration = 0  # iterations done: mirror of the device counter, kept without synchronising
@@ -329,6 +329,8 @@ class TrainingRun(RunCheckpoints):
             if first_bad >= 0 or not math.isfinite(loss_sum):
                 self._diverged(first_bad if first_bad >= 0 else self.host_iteration)
             test_loss, test_error = self.evaluator()
+            if not math.isfinite(test_loss):  # weights blown up without a NaN in training (e.g. lr 1e30)
+                self._diverged(self.host_iteration, what="test loss")
         seconds = self._epoch_seconds_so_far()
         self.elapsed += seconds
         self.epoch += 1
@@ -366,14 +368,14 @@ class TrainingRun(RunCheckpoints):
         self._write_info()
         return row
 
-    def _diverged(self, iteration: int) -> None:
+    def _diverged(self, iteration: int, what: str = "loss") -> None:
         epoch = self.epoch + 1
         self.status = "diverged"
         last_good = self.epoch
         self._write_info(diverged_at={"epoch": epoch, "iteration": iteration}, last_good_checkpoint_epoch=last_good)
         where = f"checkpoint.pt of epoch {last_good} kept" if last_good else "no checkpoint was written"
         raise TrainingDiverged(
-            f"loss became NaN or infinite at epoch {epoch}, iteration {iteration} (lr {self.lr_at(iteration):g}) "
+            f"{what} became NaN or infinite at epoch {epoch}, iteration {iteration} (lr {self.lr_at(iteration):g}) "
             f"in {self.run_dir}; {where}; lower --lr and start again with --overwrite"
         )
 
@@ -382,6 +384,23 @@ class TrainingRun(RunCheckpoints):
         the runs queued after it get that memory. Its weights stay (`run.net`) for whoever called train."""
         self.step.graph = None
         self.evaluator.release()
+
+    def mark_failed(self) -> None:
+        """A fault outside the run (its folder became unwritable): status `failed` in run_info.json where it can
+        still be written; checkpoint.pt stays the last good one."""
+        self.status = "failed"
+        try:
+            self._write_info()
+        except OutputError:
+            pass
+
+    def stop_after_fault(self) -> None:
+        """Another run of the same process hit a fault: checkpoint this one as if interrupted (or mark it failed
+        when its own folder cannot be written either)."""
+        try:
+            self.save_interrupted()
+        except OutputError:
+            self.mark_failed()
 
     def save_interrupted(self) -> None:
         """Ctrl-C: wait for the queued steps, then save a mid-epoch checkpoint that resumes exactly."""

@@ -1,0 +1,50 @@
+"""Faults outside the user's control end in one line and a true status: a folder that cannot be written mid-run,
+a test loss that is not finite."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import resx.atomic as atomic
+from resx.cli import app
+from resx.engine import read_checkpoint
+
+TRAIN = ["train", "resnet8", "--data", "synthetic:size=8,train=128,test=32", "--epochs", "2", "--batch-size", "32",
+         "--out", "run"]
+
+
+def last_line(output: str) -> str:
+    return " ".join(output.split()).split("error: ")[-1]
+
+
+def test_a_folder_that_cannot_be_written_mid_run_fails_in_one_line(monkeypatch):
+    real = atomic._write_atomic
+
+    def disk_full_in_epoch_two(path, write):
+        if path.name == "metrics.csv" and Path("run/checkpoint.pt").exists():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, write)
+
+    monkeypatch.setattr(atomic, "_write_atomic", disk_full_in_epoch_two)
+    result = CliRunner().invoke(app, TRAIN)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write run/metrics.csv: No space left on device (errno 28)" in last_line(result.output)
+    info = json.loads(Path("run/run_info.json").read_text())
+    assert info["status"] == "failed" and info["history"][-1]["status"] == "failed"
+    assert read_checkpoint("run")["epoch"] == 1  # the last good checkpoint is kept
+    assert not list(Path("run").glob(".*.tmp"))  # no half-written temporary file left behind
+
+
+def test_a_test_loss_that_is_not_finite_ends_the_run_as_diverged(monkeypatch):
+    from resx.engine.evaluate import Evaluator
+
+    monkeypatch.setattr(Evaluator, "__call__", lambda self: (float("inf"), 0.9))
+    result = CliRunner().invoke(app, TRAIN)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "test loss became NaN or infinite at epoch 1" in last_line(result.output)
+    info = json.loads(Path("run/run_info.json").read_text())
+    assert info["status"] == "diverged" and info["diverged_at"]["epoch"] == 1
