@@ -48,3 +48,11 @@ def test_a_test_loss_that_is_not_finite_ends_the_run_as_diverged(monkeypatch):
     assert "test loss became NaN or infinite at epoch 1" in last_line(result.output)
     info = json.loads(Path("run/run_info.json").read_text())
     assert info["status"] == "diverged" and info["diverged_at"]["epoch"] == 1
+
+
+def test_a_bad_dataset_is_refused_before_any_folder_or_worker(tmp_path):
+    result = CliRunner().invoke(app, ["compare-plain", "--depths", "8", "--seeds", "1", "--data",
+                                      f"imagefolder:{tmp_path / 'absent'}", "--epochs", "1", "--out", "grid"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().startswith("error: imagefolder path")  # no banner above the error
+    assert not Path("grid").exists()

@@ -190,14 +190,18 @@ def run_record(checkpoint: str | Path, ckpt: dict | None = None) -> dict[str, An
     "iterations_done": the checkpoint's own (an epoch-NNN.pt of a finished run is of an earlier epoch),
     "total_iterations": what the run was to train (None when unknown)}. A study run with --force on an unfinished
     run thus says, in its own files, how far that run had trained. `ckpt`: the checkpoint already read (else it is
-    read here)."""
+    read here). What cannot be read is None: a record never stops a study."""
     from resx.engine.checkpoint import find_checkpoint, read_checkpoint
     from resx.engine.run_folder import EPOCH_CHECKPOINTS
 
-    file = find_checkpoint(checkpoint)
-    if ckpt is None:
-        ckpt = read_checkpoint(file)
-    folder = file.parent
+    file = Path(checkpoint)
+    try:  # a record never stops a study: what cannot be read is None
+        file = find_checkpoint(file)
+        if ckpt is None:
+            ckpt = read_checkpoint(file)
+    except ResxError:
+        ckpt = ckpt or {}
+    folder = file if file.is_dir() else file.parent
     if folder.name == EPOCH_CHECKPOINTS and not (folder / "run_info.json").exists():
         folder = folder.parent  # RUN_DIR/checkpoints/epoch-NNN.pt: the run's run_info.json is in RUN_DIR
     try:

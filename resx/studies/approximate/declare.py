@@ -58,7 +58,7 @@ TASKS: dict[str, dict[str, float]] = {
     # Lin & Jegelka 2018's toy example: class 1 in the disc |z| <= radius, class 0 in the ring ring_inner <= |z| <= ring_outer
     "ball": {"radius": 1.0, "ring_inner": 2.0, "ring_outer": 3.0},
     # concentric bands of `width` with `gap` between them, alternating classes from class 1 in the centre disc
-    "rings": {"rings": 4, "width": 1.0, "gap": 0.5},
+    "rings": {"rings": 4, "width": 0.75, "gap": 0.5},  # out to radius 4.5
     # two interleaved Archimedean spirals of `turns` turns out to `radius`, Gaussian noise of std `noise`
     "spiral": {"turns": 1.5, "radius": 3.0, "noise": 0.1},
     # a cells x cells checkerboard on the square [-half, half]^2

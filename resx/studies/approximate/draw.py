@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from resx.errors import ResxError
 from resx.markdown import read_info as _read_json
 from resx.plots import style
 from resx.plots.csvs import read_csv
@@ -31,22 +32,38 @@ PAPER = "Lin & Jegelka 2018"
 
 
 # --- readers ---------------------------------------------------------------------------------------------------------
+TEXT = ("task", "split", "label")  # required columns that hold words (resx.plots.csvs checks the others for numbers)
+
+
+def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    frame = read_csv(path, [c for c in columns if c not in TEXT])
+    if frame is not None:
+        missing = [c for c in columns if c in TEXT and c not in frame.columns]
+        if missing:
+            raise ResxError(f"{path}: missing column {missing[0]!r} (needs {', '.join(columns)})")
+        for column in TEXT:
+            if column in frame.columns and column != "label":
+                frame[column] = frame[column].astype(str)
+    return frame
+
+
 def read_results(folder: str | Path) -> pd.DataFrame | None:
-    frame = read_csv(Path(folder) / CSV_NAME, COLUMNS)
+    frame = _read(Path(folder) / CSV_NAME, COLUMNS)
     return None if frame is None else frame.assign(label=labels(frame))
 
 
 def read_regions(folder: str | Path) -> pd.DataFrame | None:
-    frame = read_csv(Path(folder) / REGIONS_NAME, REGION_COLUMNS)
+    frame = _read(Path(folder) / REGIONS_NAME, REGION_COLUMNS)
     return None if frame is None else frame.assign(label=labels(frame))
 
 
 def read_points(folder: str | Path) -> pd.DataFrame | None:
-    return read_csv(Path(folder) / POINTS_NAME, POINT_COLUMNS)
+    return _read(Path(folder) / POINTS_NAME, POINT_COLUMNS)
 
 
 def read_curves(folder: str | Path) -> pd.DataFrame | None:
-    return read_csv(Path(folder) / CURVES_NAME, CURVE_COLUMNS)
+    frame = _read(Path(folder) / CURVES_NAME, CURVE_COLUMNS)
+    return None if frame is None else frame.assign(label=frame["label"].astype(str))
 
 
 def read_info(folder: str | Path) -> dict:

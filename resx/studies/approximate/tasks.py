@@ -85,16 +85,16 @@ def make_task(name: str, options: dict[str, float] | None = None) -> Task:
 def _check(task: Task) -> None:
     o = task.option
     problems = {
-        "ball": (0 < o("radius") < o("ring_inner") < o("ring_outer"),
+        "ball": (lambda: 0 < o("radius") < o("ring_inner") < o("ring_outer"),
                  "needs 0 < radius < ring_inner < ring_outer"),
-        "rings": (o("rings") >= 2 and o("width") > 0 and o("gap") > 0,
+        "rings": (lambda: o("rings") >= 2 and o("width") > 0 and o("gap") > 0,
                   "needs rings >= 2 (both classes), width > 0 and gap > 0"),
-        "spiral": (o("turns") > 0 and o("radius") > 0 and o("noise") >= 0,
+        "spiral": (lambda: o("turns") > 0 and o("radius") > 0 and o("noise") >= 0,
                    "needs turns > 0, radius > 0 and noise >= 0"),
-        "checkerboard": (o("cells") >= 2 and o("half") > 0, "needs cells >= 2 (both classes) and half > 0"),
+        "checkerboard": (lambda: o("cells") >= 2 and o("half") > 0, "needs cells >= 2 (both classes) and half > 0"),
     }
     fine, need = problems[task.name]
-    if not fine:
+    if not fine():
         raise ResxError(f"task {task.spec}: {need}")
 
 

@@ -50,9 +50,8 @@ def degradation_command() -> Callable[..., Any]:
             device=device if device != "auto" else None, data_dir=str(data_dir) if data_dir else None, threads=threads,
         ))
         check_output_folder(options.out)
-        console.print(f"compare-plain: {options.describe()}")
         with RunProgress(quiet=quiet, log_every=log_every) as progress:
-            result = compare_plain(options, progress=progress, on_status=progress.say)
+            result = compare_plain(options, progress=progress, on_status=progress.say, announce=True)
         show_degradation(result)
 
     return command

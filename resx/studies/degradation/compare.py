@@ -96,6 +96,7 @@ def compare_plain(
     *,
     progress: Callable | None = None,
     on_status: Callable[[str], None] | None = None,
+    announce: bool = False,
 ) -> CompareResult:
     from resx.output_guard import guard_folder, merge_lock
     from resx.provenance import now, provenance
@@ -108,6 +109,9 @@ def compare_plain(
     shard = grid.parse_shard(options.shard)
     mine = grid.shard(runs, *shard) if shard else runs
     out = Path(options.out)
+    _check_data(options, mine)
+    if on_status is not None and announce:
+        on_status(f"compare-plain: {options.describe()}")  # after every check: no banner above an error
     # Shards of one grid write this folder together (shared: each run folder has its own lock); a grid of another
     # family, dataset or recipe is refused, so that two grids never merge into one summary.csv and one figure.
     with guard_folder(out, "degradation grid", grid_fingerprint(options), shared=True):
@@ -130,6 +134,16 @@ def compare_plain(
             info = write_grid_info(out / info_name, info)
             files += plot_degradation_safely(out)
     return CompareResult(out, summary, curves, verdict(summary), info, files, options.train.batch_size)
+
+
+def _check_data(options: CompareOptions, runs: list[grid.GridRun]) -> None:
+    """The dataset, loaded once before any folder is made or any worker process starts: a bad --data is one line,
+    not a worker's traceback and an empty folder (and the decoded copy it caches makes the workers' loads quick)."""
+    from resx.data import load_dataset
+    from resx.engine.run_folder import run_folder_state
+
+    if any(run_folder_state(run.run_dir) != "finished" for run in runs):
+        load_dataset(options.train.data, options.train.data_dir)
 
 
 def grid_fingerprint(options: CompareOptions) -> dict[str, Any]:
