@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from resx.cli import app
 from resx.config import TrainConfig
+from resx.errors import ResxError
 from resx.studies.degradation import grid
 from resx.studies.degradation.declare import CURVE_COLUMNS, SUMMARY_COLUMNS
 
@@ -447,3 +448,29 @@ def test_report_says_which_precision_the_grid_computed_in_and_where_that_comes_f
         "history": [{"trained": 8, "provenance": trained_here}, {"trained": 0, "provenance": redrawn_elsewhere}]}))
     lines = degradation_section(tmp_path, tmp_path, tmp_path, False)
     assert lines[2].startswith("Computed in **bf16** on NVIDIA H100") and "grid_info.json's provenance" in lines[2]
+
+
+def test_shard_auto_reads_the_slurm_array(monkeypatch):
+    """A SLURM job array's tasks (--array=1-2 here) each take their slice with --shard auto; together they give the
+    whole grid's tables."""
+    from resx.shards import parse_shard, slurm_shard
+
+    assert slurm_shard({}) is None and parse_shard("auto", {}) is None  # outside an array job: the whole grid
+    assert parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "8",
+                                "SLURM_ARRAY_TASK_MIN": "0"}) == (1, 8)
+    assert parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "8", "SLURM_ARRAY_TASK_COUNT": "8",
+                                "SLURM_ARRAY_TASK_MIN": "1"}) == (8, 8)
+    with pytest.raises(ResxError, match="not one of 4 consecutive tasks"):
+        parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"})
+    with pytest.raises(ResxError, match="not integers"):
+        parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "x"})
+    for task in ("1", "2"):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+        result = invoke(*GRID, "--out", "sharded", "--shard", "auto")
+        assert result.exit_code == 0, result.output
+        assert Path(f"sharded/grid_info-shard{task}of2.json").is_file()
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+    assert invoke(*GRID, "--out", "whole").exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv("sharded/summary.csv"), pd.read_csv("whole/summary.csv"))

@@ -214,6 +214,26 @@ def test_lesion_force_records_the_runs_status_and_epoch(run):
     assert record == {"status": "interrupted", "epoch": 1, "iterations_done": 8, "total_iterations": 8}
 
 
+STUDY_ARGS = {  # the smallest settings of each study of trained runs, and where its info file keeps each run's entry
+    "paths": (["--samples", "4", "--batch-size", "16"], "paths_info.json", lambda info: info["nets"][0]),
+    "landscape": (["--dims", "1", "--points", "2", "--samples", "16"], "landscape_info.json",
+                  lambda info: info["runs"]["resnet14"]),
+    "signal": (["--samples", "16", "--jacobian-examples", "2", "--lanczos-steps", "3"], "signal_info.json",
+               lambda info: info["nets"][0]),
+}
+
+
+@pytest.mark.parametrize("study", list(STUDY_ARGS))
+def test_other_studies_record_the_run_too(study, run):
+    args, name, entry = STUDY_ARGS[study]
+    info_file = run / "run_info.json"
+    info_file.write_text(json.dumps({**json.loads(info_file.read_text()), "status": "running"}))
+    result = runner.invoke(app, [study, str(run), *args, "--device", "cpu", "--out", "out", "--force"])
+    assert result.exit_code == 0, result.output
+    record = entry(json.loads(Path("out", name).read_text()))["run_record"]
+    assert record == {"status": "running", "epoch": 1, "iterations_done": 8, "total_iterations": 8}
+
+
 def test_run_record_of_an_epoch_checkpoint(run):
     from resx.studies.common import run_record
 
@@ -223,6 +243,7 @@ def test_run_record_of_an_epoch_checkpoint(run):
     assert run_record(run / "checkpoints" / "epoch-001.pt")["status"] == "finished"  # the run's run_info.json
     (run / "run_info.json").unlink()
     assert run_record(run / "checkpoint.pt")["status"] is None
+    assert run_record("nowhere.pt") == dict.fromkeys(("status", "epoch", "iterations_done", "total_iterations"))
 
 
 # --- 5. the lr schedule ----------------------------------------------------------------------------------------------

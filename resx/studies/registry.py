@@ -32,7 +32,7 @@ from typing import Any
 from resx.errors import ResxError
 
 # the studies that ship with resx, in the order their figures, report sections and stages come
-BUILT_IN = ("degradation", "lesion", "paths", "landscape", "signal", "bench")
+BUILT_IN = ("degradation", "lesion", "paths", "landscape", "signal", "bench", "approximate")
 
 
 @dataclass(frozen=True)
