@@ -233,8 +233,9 @@ def plot_command(
     """Redraw every figure from the CSVs under RESULTS_DIR (every study's: degradation, lesion, paths, bench, ...)."""
     from resx.plots import plot_results
 
-    if not results_dir.is_dir():
-        raise ResxError(f"no such folder: {results_dir}")
+    from resx.plots.discover import check_results_folder
+
+    check_results_folder(results_dir)
     check_output_folder(out) if out is not None else check_output_folder(results_dir, "RESULTS_DIR")
     written = plot_results(results_dir, formats=tuple(f.strip() for f in format.split(",") if f.strip()), out=out,
                            on_note=lambda line: err_console.print(f"note: {line}", highlight=False, soft_wrap=True))

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from resx.errors import ResxError
+from resx.text import reason
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,7 +57,7 @@ def user_errors(fn: Callable) -> Callable:
             raise typer.Exit(130) from None
         except Exception as e:  # CUDA OOM outside the places that already explain it
             if type(e).__name__ == "OutOfMemoryError":
-                err_console.print(f"[bold red]error:[/] CUDA out of memory ({str(e).splitlines()[0][:80]}); "
+                err_console.print(f"[bold red]error:[/] CUDA out of memory ({reason(e, 80)}); "
                                   "try a smaller --batch-size or --concurrency", highlight=False, soft_wrap=True)
                 raise typer.Exit(1) from None
             raise

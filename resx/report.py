@@ -19,10 +19,9 @@ from typing import Any
 
 import resx
 from resx.atomic import write_text_atomic
-from resx.errors import ResxError
 from resx.markdown import DASH, duration, is_number, link, markdown_table
 from resx.studies.registry import looked_for, registered
-from resx.plots.discover import find_studies
+from resx.plots.discover import check_results_folder, find_studies
 
 __all__ = ["write_report"]
 
@@ -291,8 +290,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, meta: d
     `meta` may hold machine, gpu, dataset, profile, seeds, git_commit, wall time ('stages': {name: {'seconds': s}})
     or anything else worth a line."""
     results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise ResxError(f"no such folder: {results_dir}")
+    check_results_folder(results_dir)
     out = Path(out) if out is not None else results_dir / "REPORT.md"
     if out.is_dir():
         out = out / "REPORT.md"

@@ -253,7 +253,6 @@ def test_milestones_fall_after_the_first_step():
     assert milestone_iterations([0.1], 3) == [1] and milestone_iterations([0.5], 2) == [1]
 
 
-@pytest.mark.xfail(strict=True, reason="needs resx/engine/run.py's lr_at to use config.milestone_iterations")
 def test_one_iteration_trains_at_lr(tmp_path):
     result = runner.invoke(app, ["train", "resnet8", "--data", TINY_DATA, "--iterations", "1", "--batch-size", "32",
                                  "--device", "cpu", "--out", "one"])
@@ -281,7 +280,6 @@ def test_results_folder_that_is_a_file():
         check_results_folder("nowhere")
 
 
-@pytest.mark.xfail(strict=True, reason="needs resx/cli.py's plot command to call plots.discover.check_results_folder")
 def test_plot_of_a_file():
     Path("curves.csv").write_text("x\n")
     fail("plot", "curves.csv", match=r"^error: RESULTS_DIR curves.csv is a file, not a folder")

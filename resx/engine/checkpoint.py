@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from resx.errors import ResxError
+from resx.text import reason
 
 FORMAT = "resx-checkpoint"
 VERSION = 1
@@ -39,8 +40,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        reason = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
-        raise ResxError(f"{path} is not a readable resx checkpoint (truncated or another format: {reason})") from None
+        why = reason(e)
+        raise ResxError(f"{path} is not a readable resx checkpoint (truncated or another format: {why})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ResxError(f"{path} is not a resx checkpoint (no '{FORMAT}' tag); give a checkpoint.pt written by resx train")
     if ckpt.get("version", 0) > VERSION:

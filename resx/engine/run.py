@@ -8,24 +8,22 @@ one GPU, each on its own CUDA stream (see resx.engine.driver.train_many).
 from __future__ import annotations
 
 import math
-import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from resx.atomic import FolderLock, save_torch_atomic, write_csv_atomic, write_json_atomic
-from resx.config import PAPER_ITERATIONS, TrainConfig
+from resx.atomic import FolderLock, write_csv_atomic, write_json_atomic
+from resx.config import PAPER_ITERATIONS, TrainConfig, milestone_iterations
 from resx.data import ImageData, load_dataset
-from resx.engine import checkpoint as ckpt_io
 from resx.engine.device import precision_choice, resolve_device, set_cpu_threads, wants_channels_last
 from resx.engine.evaluate import Evaluator
 from resx.engine.step import TrainStep
 from resx.engine.run_checkpoint import RunCheckpoints
 from resx.engine.run_folder import (METRIC_COLUMNS, attempt_entry, check_run_folder, earlier_attempts,
-                                    epoch_checkpoint_path, iteration_curve, start_folder, take_lock, update_attempt)
+                                    iteration_curve, start_folder, take_lock, update_attempt)
 from resx.errors import OutputError, ResxError, TrainingDiverged
 from resx.models import create_model, get_model_spec
 from resx.provenance import environment, now, provenance
@@ -230,7 +228,7 @@ class TrainingRun(RunCheckpoints):
         if not self.warmup_done:
             return cfg.warmup_lr  # type: ignore[return-value]
         total = self.total_iterations or self._fallback_total()  # None only while the step is being built
-        passed = sum(iteration >= round(m * total) for m in cfg.lr_milestones)
+        passed = sum(iteration >= at for at in milestone_iterations(cfg.lr_milestones, total))
         return float(f"{cfg.lr * cfg.lr_decay**passed:.12g}")  # 0.001, not 0.0010000000000000002
 
     def _fallback_total(self) -> int:

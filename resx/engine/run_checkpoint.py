@@ -15,6 +15,7 @@ from resx.atomic import save_torch_atomic
 from resx.engine import checkpoint as ckpt_io
 from resx.engine.run_folder import epoch_checkpoint_path
 from resx.errors import ResxError
+from resx.text import reason
 
 
 class RunCheckpoints:
@@ -72,7 +73,7 @@ class RunCheckpoints:
                         continue  # a checkpoint from before iterations.csv: the curve starts at the resume
                     tensor.copy_(ckpt["step_state"][key])
         except (KeyError, RuntimeError, ValueError) as e:
-            raise ResxError(f"checkpoint in {self.run_dir} does not fit this run ({str(e).splitlines()[0][:100]})") from None
+            raise ResxError(f"checkpoint in {self.run_dir} does not fit this run ({reason(e)})") from None
         self.epoch, self.host_iteration = ckpt["epoch"], ckpt["iteration"]
         self._cursor = ckpt["cursor"]
         self._resumed_epoch_seconds = ckpt.get("epoch_seconds_so_far", 0.0)

@@ -12,7 +12,7 @@ def degradation_command() -> Callable[..., Any]:
 
     from resx.atomic import check_output_folder
     from resx.cli_common import (ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, LogEveryOpt, QuietOpt, RunProgress, SeedOpt,
-                                 console, int_list, user_errors)
+                                 int_list, user_errors)
     from resx.options import check_numbers
 
     @user_errors

@@ -19,6 +19,7 @@ import pandas as pd
 
 from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.errors import ResxError
+from resx.text import reason
 from resx.studies import guards
 from resx.studies.landscape.declare import CSV_COLUMNS, CSV_NAME, EXTRA_COLUMNS, INFO_NAME
 
@@ -111,7 +112,7 @@ class LandscapeStore:
         try:
             rows = pd.read_csv(self.csv_path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise ResxError(f"{self.csv_path} is not a readable CSV ({str(e).splitlines()[0][:80]}); pass "
+            raise ResxError(f"{self.csv_path} is not a readable CSV ({reason(e, 80)}); pass "
                             "--overwrite to replace it") from None
         if "run" in rows.columns:
             rows["run"] = rows["run"].astype(str)

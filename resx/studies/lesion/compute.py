@@ -48,13 +48,11 @@ from resx.errors import ResxError
 from resx.provenance import provenance
 from resx.studies import guards
 from resx.studies.common import TrainedRun, load_runs
-from resx.studies.lesion.declare import (DEFAULT_DRAWS, DEFAULT_MAX_K, DEFAULT_SWAPS, DELETE_K_COLUMNS, INFO_NAME,
+from resx.studies.lesion.declare import (DEFAULT_DRAWS, DEFAULT_SWAPS, DELETE_K_COLUMNS, INFO_NAME,
                                          SINGLE_COLUMNS, SWAP_COLUMNS)
 from resx.studies.lesion.evaluator import LesionEvaluator
-from resx.studies.lesion.plans import (deletable_blocks, deletion_plan, draw_deletions, draw_swaps, intact_plan,
-                                       most_swaps, order_plan, parse_block_list, parse_int_list, parse_studies,
-                                       reachable_orders, swappable_pairs)
-from resx.text import count
+from resx.studies.lesion.plans import (LesionOptions, RunPlan, check_settings, deletion_plan, draw_deletions,
+                                       draw_swaps, intact_plan, order_plan, plan_run)
 
 ProgressFn = Callable[[str, str, int, int], None]  # (run name, study, lesions done, lesions in the study)
 
@@ -97,34 +95,6 @@ class LesionResult:
 
 
 @dataclass
-class LesionOptions:
-    """The options of one lesion study, checked (see `run_lesion`)."""
-
-    studies: tuple[str, ...]
-    explicit_studies: bool  # the studies were asked for (not the default): a study a net cannot take is an error
-    draws: int
-    swap_counts: list[int]
-    blocks: list[int] | None
-    max_k: int | None
-    seed: int
-    batch_size: int | None
-    cache_bytes: int | None
-
-
-@dataclass
-class RunPlan:
-    """What one run's lesions will be: its studies, those skipped (and why), the blocks they may touch."""
-
-    studies: list[str]
-    skipped: dict[str, str]
-    deletable: list[int]
-    max_k: int | None
-    pairs: list[tuple[int, int]]
-    swap_counts: list[int] = field(default_factory=list)  # the asked-for counts this net can take
-    notes: list[str] = field(default_factory=list)  # what was changed from the options, and why
-
-
-@dataclass
 class LesionRows:
     """The rows of the three CSVs, gathered run by run."""
 
@@ -138,91 +108,6 @@ class LesionRows:
         return (pd.DataFrame(self.single, columns=SINGLE_COLUMNS),
                 pd.DataFrame(self.delete_k, columns=DELETE_K_COLUMNS),
                 pd.DataFrame(self.swap, columns=SWAP_COLUMNS))
-
-
-def check_settings(studies: str | Iterable[str] | None, blocks: str | Iterable[int] | None, max_k: int | None,
-                   draws: int, swaps: str | int | Iterable[int], seed: int, batch_size: int | None,
-                   cache_bytes: int | None) -> LesionOptions:
-    """The options, parsed and checked before anything is loaded."""
-    explicit_studies = studies is not None
-    parsed = parse_studies(studies)
-    # --draws is not capped at the number of distinct sets (or orders) a draw can give: each draw is random, with
-    # replacement (as Veit et al.'s), and labelled as the draw it is, so a set drawn twice is still "k blocks
-    # deleted"; the mean over draws estimates the mean over sets either way. Swap counts are capped (plan_run):
-    # there a count beyond the most any order needs labels a lesser lesion, or the intact net, with that count.
-    if draws < 1:
-        raise ResxError(f"--draws must be at least 1, got {draws}")
-    swap_counts = parse_int_list(swaps, "--swaps")
-    block_list = parse_block_list(blocks)
-    if max_k is not None and max_k < 1:
-        raise ResxError(f"--max-k must be at least 1, got {max_k}")
-    if batch_size is not None and batch_size < 1:
-        raise ResxError(f"--batch-size must be positive, got {batch_size}")
-    return LesionOptions(parsed, explicit_studies, draws, swap_counts, block_list, max_k, seed, batch_size,
-                          cache_bytes)
-
-
-def plan_run(run: TrainedRun, settings: LesionOptions) -> RunPlan:
-    """Which studies `run` gets, checked against its blocks: swap needs shortcuts and two blocks of one shape
-    (skipped for the default studies, an error when asked for), --blocks must exist, --max-k must not exceed
-    the deletable blocks (default: 20, or all of them when fewer)."""
-    n = len(run.net.blocks)
-    run_studies = list(settings.studies)
-    skipped: dict[str, str] = {}
-    pairs = swappable_pairs(run.net)
-    if "swap" in run_studies and (not run.residual or not pairs):
-        why = ("has no shortcuts; swapping blocks needs a residual net" if not run.residual
-               else "has no two blocks of the same shape to swap")
-        if settings.explicit_studies:
-            raise ResxError(f"run {run.name} ({run.model}) {why}")
-        # Default studies: a plain net (or one with a single block per stage) gets single and delete-k only.
-        run_studies.remove("swap")
-        skipped["swap"] = why
-    if settings.blocks is not None:
-        bad = [b for b in settings.blocks if not 0 <= b < n]
-        if bad:
-            raise ResxError(f"--blocks: block {bad[0]} out of range; run {run.name} ({run.model}) has blocks 0..{n - 1}")
-    swap_counts, notes = list(settings.swap_counts), []
-    if "swap" in run_studies:
-        swap_counts, note = swap_counts_for(run, pairs, settings.swap_counts)
-        notes += [note] if note else []
-    deletable = deletable_blocks(run.net)
-    k_max = settings.max_k
-    if "delete-k" in run_studies:
-        if not deletable:
-            raise ResxError(f"run {run.name} ({run.model}) has no non-downsampling block to delete")
-        if k_max is None:
-            k_max = min(DEFAULT_MAX_K, len(deletable))
-        elif k_max > len(deletable):
-            raise ResxError(f"--max-k {k_max} is more than the {count(len(deletable), 'deletable (non-downsampling) block')} "
-                            f"of run {run.name} ({run.model})")
-    return RunPlan(run_studies, skipped, deletable, k_max, pairs, swap_counts, notes)
-
-
-def _orders(n: int) -> str:
-    return count(n, "order") if n < 10**9 else f"{float(n):.2g} orders"
-
-
-def swap_counts_for(run: TrainedRun, pairs: list[tuple[int, int]], asked: list[int]) -> tuple[list[int], str | None]:
-    """The swap counts of `asked` that `run`'s net can take, and a note naming those it cannot (None: all fit).
-
-    Capped, not refused, at the most swaps any order of its blocks needs (g - 1 per group of g same-shape blocks):
-    a swap count is how far from the original order a lesion is meant to go, and more swaps than that only make
-    orders that fewer swaps make too, down to the intact net (one pair: every even count swaps it back, and the
-    intact net would be reported as "1000 swaps"). Capping keeps the counts that mean what they say, so one set of
-    counts (the default 1..10, a profile's) serves nets of every size side by side; when no count is left, the
-    option asked for nothing this net can do, and it is refused."""
-    limit = most_swaps(pairs)
-    kept = [c for c in asked if c <= limit]
-    dropped = [c for c in asked if c > limit]
-    if not dropped:
-        return kept, None
-    what = (f"run {run.name} ({run.model}) has {count(len(pairs), 'pair')} of same-shape blocks to swap: "
-            f"{_orders(reachable_orders(pairs))} of its blocks, each reached in at most {count(limit, 'swap')}")
-    if not kept:
-        raise ResxError(f"--swaps {','.join(map(str, asked))}: {what}; more swaps only repeat orders fewer swaps make "
-                        f"(down to the intact net); give swap counts up to {limit}")
-    return kept, f"swap counts {','.join(map(str, dropped))} left out: {what}"
 
 
 def load_run_data(run: TrainedRun, data: str | None, data_dir: str | Path | None,

@@ -70,6 +70,16 @@ def blocks_per_run(delete_k: pd.DataFrame, folder: Path | None = None) -> dict[s
     return n
 
 
+def swap_means(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean and std of the test error and mean Kendall's tau per run and number of swaps (columns run, swaps,
+    mean, std, kendall_tau, count; None when the CSV has no `swaps` column)."""
+    if "swaps" not in frame.columns:
+        return None
+    out = mean_std(frame, ["run", "swaps"], "test_error", sort=False)
+    out.insert(2, "kendall_tau", frame.groupby(["run", "swaps"], sort=False)["kendall_tau"].mean())
+    return out.reset_index().sort_values(["run", "swaps"]).reset_index(drop=True)
+
+
 def _runs(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(frame["run"]))  # in file order
 
