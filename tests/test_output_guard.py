@@ -65,3 +65,74 @@ def test_differences_are_named_by_their_dotted_keys():
 
 def test_the_settings_file_is_hidden_from_discovery(tmp_path):
     assert SETTINGS_NAME.startswith(".")
+
+
+# --- every command that writes a folder holds it ------------------------------------------------------------------
+def _lesion(out):
+    from resx.studies.lesion.compute import run_lesion
+
+    return run_lesion(["no-such-run"], out=out)
+
+
+def _paths(out):
+    from resx.studies.paths.compute import run_paths
+
+    return run_paths(["no-such-run"], out=out)
+
+
+def _signal(out):
+    from resx.studies.signal.compute import run_signal
+
+    return run_signal(["no-such-run"], out=out)
+
+
+def _reproduce(out):
+    from resx.reproduce import reproduce
+
+    return reproduce("tiny", out=out)
+
+
+def _train(out):
+    from typer.testing import CliRunner
+
+    from resx.cli import app
+
+    result = CliRunner().invoke(app, ["train", "resnet8", "--data", "synthetic:size=8,train=64,test=16", "--epochs",
+                                      "1", "--batch-size", "32", "--out", str(out)])
+    if result.exit_code:
+        raise ResxError(result.output)
+
+
+@pytest.mark.parametrize("write", [_lesion, _paths, _signal, _reproduce, _train], ids=lambda f: f.__name__[1:])
+def test_a_second_writer_into_a_folder_in_use_is_refused(tmp_path, write):
+    held = tmp_path / "held"
+    lock = FolderLock(held)  # another resx process at work in this folder
+    try:
+        with pytest.raises(ResxError, match=r"held is in use by another resx process \(pid \d+"):
+            write(held)
+    finally:
+        lock.release()
+    assert sorted(p.name for p in held.iterdir()) == [".resx.lock"]  # nothing else written
+
+
+@pytest.mark.parametrize("write", [_lesion, _paths, _signal], ids=lambda f: f.__name__[1:])
+def test_a_study_refused_by_its_checks_leaves_no_folder(tmp_path, write):
+    with pytest.raises(ResxError):
+        write(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_resume_of_a_run_being_trained_says_it_is_in_use(tmp_path):
+    from typer.testing import CliRunner
+
+    from resx.cli import app
+
+    lock = FolderLock(tmp_path / "run")  # another process, still in its first epoch: no checkpoint yet
+    try:
+        result = CliRunner().invoke(app, ["train", "resnet8", "--data", "synthetic:size=8,train=64,test=16",
+                                          "--epochs", "1", "--batch-size", "32", "--out", str(tmp_path / "run"),
+                                          "--resume"])
+    finally:
+        lock.release()
+    assert result.exit_code == 1 and "is in use by another resx process (pid" in " ".join(result.output.split())
+    assert "no checkpoint" not in result.output

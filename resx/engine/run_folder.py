@@ -106,6 +106,8 @@ def check_run_folder(run_dir: Path, config: TrainConfig, *, resume: str,
     from resx.atomic import check_output_folder
 
     check_output_folder(run_dir, "run folder")
+    if run_dir.is_dir():  # a folder another process is training is "in use, by whom", before any other verdict
+        FolderLock(run_dir).release()
     stamp = folder_stamp(run_dir)
     state = run_folder_state(run_dir)
     has_ckpt = (run_dir / ckpt_io.CHECKPOINT_NAME).exists()

@@ -1,4 +1,8 @@
-"""What lesion and paths check before they compute: the output folder, and the runs they are given.
+"""What the studies check before they compute: the output folder, and the runs they are given.
+
+- One writer per output folder (`one_writer`): a study's entry point holds its --out (resx.atomic.FolderLock) while
+  it computes and writes; a second study into the same folder at the same time is refused, naming the holder. A
+  folder the study made itself is removed again when a check fails before anything was written.
 
 - An --out that already holds an earlier study of the same kind is refused unless `overwrite`; with it, the old
   study's files are removed before the new one is written, so that no figure or REPORT.md mixes the two.
@@ -12,12 +16,60 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from resx.errors import ResxError
+
+@contextmanager
+def holding(out: str | Path, study: str) -> Iterator[None]:
+    """Hold `out` for this process while the block computes and writes the study (see `one_writer`)."""
+    from resx.atomic import LOCK_NAME, FolderLock
+
+    out = Path(out)
+    existed = out.exists()
+    lock = FolderLock(out, what=f"{study} output folder")
+    try:
+        yield
+    except BaseException:
+        lock.release()
+        if not existed:  # made just now for the lock: leave no empty folder behind a refused study
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            try:
+                out.rmdir()
+            except OSError:
+                pass  # something was written: it stays
+        raise
+    finally:
+        lock.release()
+
+
+def one_writer(study: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A study's entry point holds its `out` folder while it runs (none when `out` is None): two studies writing
+    one folder at once would lose one of them."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            out = bound.arguments.get("out")
+            if out is None:
+                return fn(*args, **kwargs)
+            with holding(out, study):
+                return fn(*args, **kwargs)
+
+        return run
+
+    return wrap
+
 
 def earlier_study(out: str | Path, study: str) -> list[Path]:
     """The files of an earlier `study` in `out` (none if it does not exist): every file the study declares that it

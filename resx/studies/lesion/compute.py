@@ -249,6 +249,7 @@ def write_lesion_outputs(out: Path, studies: Sequence[str], rows: LesionRows, in
     files["info"] = write_json_atomic(out / INFO_NAME, info)
 
 
+@guards.one_writer("lesion")
 def run_lesion(
     checkpoints: Sequence[str | Path],
     *,

@@ -147,6 +147,7 @@ def paths_info(*, model: str, analysed: StudiedNet, nets: Sequence[StudiedNet], 
     }
 
 
+@guards.one_writer("paths")
 def run_paths(
     checkpoints: Sequence[str | Path] = (),
     model: str | None = None,

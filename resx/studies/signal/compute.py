@@ -174,6 +174,7 @@ def _check_settings(samples: int, batch_size: int | None, jacobian_examples: int
             raise ResxError(f"{option} must be an integer of at least {low}, got {value}")
 
 
+@guards.one_writer("signal")
 def run_signal(
     runs: Sequence[str | Path] = (),
     model: str | None = None,
