@@ -110,6 +110,8 @@ def planned_stages(ctx: StageContext, sections: dict[str, Any], path: Path,
     for study in registered():
         if study.stage is None or (chosen and study.name not in chosen):
             continue
+        if not chosen and not study.in_every_profile and study.name not in sections:
+            continue
         own = dataclasses.replace(ctx)
         if study.settings is not None:
             own.settings = _section(study.settings, dict(sections.get(study.name, {})), f"{path} ({study.name})")

@@ -174,3 +174,28 @@ def test_experiment_files_ship_inside_the_package(tmp_path):
     repo_link = Path(__file__).resolve().parents[1] / "experiments"
     if repo_link.exists():  # in the repository: one source, experiments/ is a link to the packaged folder
         assert repo_link.resolve() == PROFILES_DIR.resolve()
+
+
+def test_a_study_of_its_own_small_nets_runs_only_where_a_profile_asks_for_it(tmp_path):
+    from dataclasses import dataclass
+
+    from resx.config import TrainConfig
+    from resx.reproduce import ReproduceSettings, planned_stages
+    from resx.studies.registry import OutputFile, StageContext, Study, registered_for_now
+
+    @dataclass
+    class OwnSettings:
+        n: int = 1
+
+    own = Study(name="own-nets", title="Own", outputs=(OutputFile("own_*.csv", ("a",)),), plot=lambda *a, **k: [],
+                settings=OwnSettings, stage=lambda ctx: None, stage_order=60, in_every_profile=False)
+    ctx = StageContext(profile=Path("p.yaml"), train=TrainConfig(), device="cpu", out=tmp_path,
+                       reproduce=ReproduceSettings(), deep_runs={})
+    with registered_for_now(own):
+        def names(sections):
+            return [n for n, _, _ in planned_stages(ctx, sections, Path("p.yaml"), report=lambda: None)]
+
+        assert "own-nets" not in names({}) and "lesion" in names({})
+        assert "own-nets" in names({"own-nets": {"n": 2}})
+        ctx.reproduce = ReproduceSettings(studies=["own-nets"])
+        assert names({}) == ["own-nets", "report"]

@@ -32,7 +32,7 @@ from typing import Any
 from resx.errors import ResxError
 
 # the studies that ship with resx, in the order their figures, report sections and stages come
-BUILT_IN = ("degradation", "lesion", "paths", "landscape", "signal", "bench", "approximate")
+BUILT_IN = ("degradation", "lesion", "paths", "landscape", "signal", "bench", "approximate", "depth")
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,10 @@ class Study:
     settings: type | None = None
     stage: Callable[[StageContext], None] | None = None
     stage_order: int = 50  # degradation 10, deep-nets (reproduce's own) 20, the analyses after, report last
+    # whether a profile runs this study's stage without naming it: the studies of the trained nets do; a study of
+    # its own small nets (approximate, depth) runs only in a profile that has its section or names it in
+    # `reproduce: studies:`, so that the CIFAR profiles do not grow with every new study
+    in_every_profile: bool = True
 
     @property
     def csv_outputs(self) -> tuple[OutputFile, ...]:
