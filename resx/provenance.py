@@ -122,7 +122,9 @@ def device_name(device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
+    from resx.text import count
+
+    return f"CPU ({cpu_model()}, {count(torch.get_num_threads(), 'thread')})"
 
 
 def cpu_model() -> str:

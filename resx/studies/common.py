@@ -88,10 +88,11 @@ def has_batchnorm(net: nn.Module) -> bool:
 
 
 def model_has_batchnorm(name: str) -> bool:
-    """Whether a model of this name has BatchNorm layers (every family but the deep linear nets)."""
+    """Whether a model of this name has BatchNorm layers (every family but the deep linear nets and the one-neuron
+    ResNets)."""
     from resx.models import get_model_spec
 
-    return get_model_spec(name).family != "linear"
+    return get_model_spec(name).family not in ("linear", "onenet")
 
 
 # --- BatchNorm statistics -----------------------------------------------------------------------------------------

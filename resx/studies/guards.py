@@ -131,7 +131,7 @@ def check_data_fits(name: str, model: str, model_options: dict | None, data: Any
 
     options = model_options or {}
     wanted = {"num_classes": data.num_classes, "in_channels": data.channels}
-    if model and get_model_spec(model).family == "mlp":
+    if model and get_model_spec(model).family in ("mlp", "onenet"):  # flat inputs of one fixed size
         wanted["input_size"] = data.image_size
     for key, value in wanted.items():
         if key in options and options[key] != value:

@@ -52,7 +52,7 @@ def approximate_command() -> Callable[..., Any]:
                                      say=lambda line: console.print(line, highlight=False))
         plot_approximate(result.out, formats=("png", "pdf"))
         console.print(_table(result.summary(), result.info))
-        console.print(f"[dim]mean \\[lowest-highest] over seeds; far r={RADII[-1]:g}: the share of the circle of radius "
+        console.print(f"[dim]mean (lowest-highest) over seeds; far: the share of the circle of radius "
                       f"{RADII[-1]:g} put in class 1; reach: nets whose class 1 reaches that circle (largest margin "
                       "on it > 0); const: nets that put every training point in one class.[/]", highlight=False)
         console.print(f"{result.info['seconds']:.1f} s on {result.info['provenance']['device_name']}; results in "
@@ -65,7 +65,7 @@ def _mean_range(row: "pd.Series", column: str) -> str:
     mean, low, high = (row.get(f"{column}_{k}") for k in ("mean", "min", "max"))
     if mean is None or mean != mean:
         return "-"
-    return f"{100 * mean:.1f} [{100 * low:.0f}-{100 * high:.0f}]" if row["seeds"] > 1 else f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ({100 * low:.0f}-{100 * high:.0f})" if row["seeds"] > 1 else f"{100 * mean:.1f}"
 
 
 def _table(summary: "pd.DataFrame", info: dict):
@@ -78,12 +78,13 @@ def _table(summary: "pd.DataFrame", info: dict):
     wide = console.width >= 120  # below: no params column, light borders, to fit 80 columns
     table = Table(title=f"approximate: {info.get('task' if wide else 'task_name', '')} ({info['recipe']['steps']} "
                         f"Adam steps, {info['recipe']['batch'].split(' (')[0]})",
-                  box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, show_edge=wide, padding=(0, 1) if wide else (0, 0, 0, 1))
+                  box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, show_edge=wide, padding=(0, 1) if wide else (0, 0))
     tag = f"r{RADII[-1]:g}"
-    for col in ("model", "depth", "params", "train %", "test %", f"far {tag} %", "reach", "const"):
+    for col in ("model", "depth", "params", "train %", "test %", "far %", "reach", "const"):
         if col == "params" and not wide:
             continue
-        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True,
+                         min_width=len(col) if col in ("reach", "const") else None)
     for _, r in summary.iterrows():
         table.add_row(str(r["label"]), str(r["depth"]), *([str(r["params"])] if wide else []),
                       _mean_range(r, "train_accuracy"), _mean_range(r, "test_accuracy"),

@@ -23,6 +23,7 @@ from resx.atomic import check_output_folder
 from resx.errors import ResxError
 from resx.options import int_list
 from resx.provenance import now, provenance
+from resx.studies import guards
 from resx.studies.approximate.declare import (DEFAULT_DEPTHS, DEFAULT_GRID, DEFAULT_LR, DEFAULT_MODELS, DEFAULT_POINTS,
                                               DEFAULT_STEPS, FAR_ANGLES, LR_MILESTONES, MARGIN_COLUMNS, RADII,
                                               SEARCH_ANGLES, SHARE_COLUMNS, TASK_ABOUT)
@@ -136,6 +137,7 @@ def measure(choice: ModelChoice, depth: int, seed: int, task: Task, tensors: tup
     return row, regions, curve
 
 
+@guards.one_writer("approximate")
 def run_approximate(
     task: str | Task = "ball",
     models: str | list[str] = DEFAULT_MODELS,

@@ -130,7 +130,7 @@ def _depth_axis(ax, depths: list[int]) -> None:
     ax.set_xticks(depths)
     ax.set_xticklabels([str(d) for d in depths])
     ax.minorticks_off()
-    ax.set_xlabel("depth (blocks)")
+    ax.set_xlabel("depth (blocks; an MLP block is 2 layers)")
 
 
 def draw_regions(regions: pd.DataFrame, points: pd.DataFrame | None, results: pd.DataFrame | None, folder: Path,
@@ -185,8 +185,9 @@ def draw_regions(regions: pd.DataFrame, points: pd.DataFrame | None, results: pd
         if image is not None:
             bar = fig.colorbar(image, ax=axes, shrink=0.6, aspect=30)
             bar.set_label("p(class 1)")
-        fig.suptitle(f"Decision regions on {task} (seed {seed}; dots: training points, blue class 1, orange "
-                     f"class 0; black: p = 1/2). {PAPER}'s toy", fontsize=7)
+        source = f"{PAPER}'s toy" if task == "ball" else f"a harder task than {PAPER}'s disc and ring"
+        fig.suptitle(f"Decision regions on {task}, seed {seed} ({source})\ndots: training points (blue: class 1, "
+                     "orange: class 0); black line: p = 1/2", fontsize=7)
         return style.save_figure(fig, folder, "approximation_regions", formats)
 
 
@@ -219,7 +220,7 @@ def draw_accuracy(results: pd.DataFrame, folder: Path, formats: Iterable[str]) -
     seeds = int(results.groupby(["label", "depth"])["seed"].nunique().max())
     task = ", ".join(_order(results["task"].astype(str)))
     with style.rc():
-        fig, axes = style.new_figure(width=style.PAGE_WIDTH * 0.8, height=2.5, ncols=2, sharey=True)
+        fig, axes = style.new_figure(width=style.PAGE_WIDTH * 0.8, height=2.8, ncols=2, sharey=True)
         extra = []
         for ax, column, name in zip(axes, ("train_accuracy", "test_accuracy"), ("training", "test")):
             _band(ax, results, column)
@@ -233,30 +234,44 @@ def draw_accuracy(results: pd.DataFrame, folder: Path, formats: Iterable[str]) -
                             label="a constant (the larger class's share)")]
         axes[0].set_ylabel("accuracy (%)")
         axes[0].set_ylim(top=101)
-        axes[1].legend(handles=_band_handles(axes[0], seeds, extra), loc="lower right", fontsize=6)
+        fig.legend(handles=_band_handles(axes[0], seeds, extra), loc="outside lower center", ncol=3, fontsize=6)
         fig.suptitle(f"Narrow nets against one-neuron ResNets on {task} ({PAPER})", fontsize=8)
         return style.save_figure(fig, folder, "approximation_accuracy", formats)
 
 
 def draw_far(results: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
-    """The share of each far circle put in class 1, against depth (mean, min-max band over seeds)."""
+    """The share of each far circle put in class 1, against depth (mean, min-max band over seeds), and dotted, the
+    share of the seeds' nets whose class 1 reaches the circle at all (largest margin on it > 0)."""
+    from matplotlib.lines import Line2D
+
     radii = radii_in(results)
-    columns = [c for r, c in zip(RADII, SHARE_COLUMNS) if r in radii] or ["far_class1_share"]
+    shares = [c for r, c in zip(RADII, SHARE_COLUMNS) if r in radii] or ["far_class1_share"]
+    margins = [c if c in results.columns else None for r, c in zip(RADII, MARGIN_COLUMNS) if r in radii] or [None]
     titles = [f"circle of radius {r:g}" for r in radii] or ["the far circle"]
     depths = sorted(results["depth"].unique())
     seeds = int(results.groupby(["label", "depth"])["seed"].nunique().max())
+    colors = style.run_colors(_order(results["label"]))
     with style.rc():
-        fig, axes = style.new_figure(width=style.PAGE_WIDTH, height=2.4, ncols=len(columns), sharey=True)
+        fig, axes = style.new_figure(width=style.PAGE_WIDTH, height=2.5, ncols=len(shares), sharey=True)
         axes = axes if isinstance(axes, list) else [axes]
-        for ax, column, title in zip(axes, columns, titles):
-            _band(ax, results, column)
+        for ax, share, margin, title in zip(axes, shares, margins, titles):
+            _band(ax, results, share)
+            if margin is not None:
+                reached = results.assign(_r=pd.to_numeric(results[margin]) > 0)
+                for label in _order(results["label"]):
+                    part = reached[reached["label"] == label].groupby("depth")["_r"].mean().sort_index()
+                    ax.plot(part.index, 100 * part, color=colors[label], linestyle=":", linewidth=1.1, marker="x",
+                            markersize=3)
             _depth_axis(ax, depths)
             ax.set_title(title)
-        axes[0].set_ylabel("share of the circle in class 1 (%)")
+        axes[0].set_ylabel("share (%)")
         axes[0].set_ylim(-3, 103)
-        axes[-1].legend(handles=_band_handles(axes[0], seeds), loc="upper right", fontsize=6)
-        fig.suptitle("Far outside the data (radius <= 5.5): where is class 1? Theory: a width-<=d ReLU net's class-1 "
-                     "regions are all unbounded; a one-neuron ResNet's need not be", fontsize=7)
+        extra = [Line2D([], [], color="0.3", linestyle=":", marker="x", markersize=3,
+                        label="nets whose class 1 reaches the circle (% of seeds)")] if margins[0] is not None else []
+        fig.legend(handles=_band_handles(axes[0], seeds, extra), loc="outside lower center", ncol=3, fontsize=6)
+        fig.suptitle("Far outside the data: the share of each circle put in class 1 (solid lines)\nTheory: every "
+                     "class-1 region of a ReLU net of width <= d is unbounded; a one-neuron ResNet's need not be",
+                     fontsize=7)
         return style.save_figure(fig, folder, "approximation_far", formats)
 
 
@@ -267,7 +282,7 @@ def draw_loss(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> lis
     models = _order(curves["label"].astype(str))
     colors = style.depth_colors(curves["depth"].unique())
     with style.rc():
-        fig, axes = style.new_figure(width=min(style.PAGE_WIDTH, 2.4 * len(models)), height=2.3, ncols=len(models),
+        fig, axes = style.new_figure(width=min(style.PAGE_WIDTH, 2.4 * len(models)), height=2.6, ncols=len(models),
                                      sharey=True)
         axes = axes if isinstance(axes, list) else [axes]
         for ax, label in zip(axes, models):
@@ -279,7 +294,9 @@ def draw_loss(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> lis
             ax.set_xlabel("step (Adam update)")
             ax.set_title(label, fontsize=7)
         axes[0].set_ylabel("training loss (cross-entropy)")
-        axes[-1].legend(loc="upper right", fontsize=6)
+        legend = {n: h for ax in axes for h, n in zip(*ax.get_legend_handles_labels())}  # every depth, once
+        names = sorted(legend, key=lambda n: int(n.split()[-1]))
+        fig.legend([legend[n] for n in names], names, loc="outside lower center", ncol=min(6, len(names)), fontsize=6)
         fig.suptitle(f"Training loss, seed {seed} (lr / 10 at 50% and 75% of the steps; floored at 1e-6)", fontsize=7)
         return style.save_figure(fig, folder, "approximation_loss", formats)
 

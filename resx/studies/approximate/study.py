@@ -31,4 +31,5 @@ STUDY = register(Study(
     settings=ApproximateSettings,
     stage=approximate_stage,
     stage_order=70,
+    in_every_profile=False,  # trains its own small nets: only in a profile that names it or has its section
 ))

@@ -3,15 +3,15 @@ and residual nets, several seeds of one shape trained side by side as one module
 
 Constructed (exact weights, no training):
   * `sawtooth_ops(k)`: the tent map m(x) = 2 relu(x) - 4 relu(x - 1/2), which is 2x on [0, 1/2] and 2 - 2x on
-    [1/2, 1], composed k times (Telgarsky 2015, arXiv 1509.08101, §2; 2016, COLT "Benefits of depth in neural
-    networks", Lemma 3.5): k ReLU layers of 2 units, each layer's two units reading 2 h1 - 4 h2 of the layer
+    [1/2, 1], composed k times (Telgarsky 2015, arXiv 1509.08101; 2016, COLT "Benefits of depth in neural
+    networks"): k ReLU layers of 2 units, each layer's two units reading 2 h1 - 4 h2 of the layer
     before. m maps [0, 1] onto itself twice, so m^k has 2^k linear pieces (2^(k-1) teeth), with 2k units, while
     a net of l layers of m units has at most (m + 1)^l pieces on a line (resx.studies.depth.shapes), so one of
     depth l needs about 2^(k/l) units per layer to match it: exponentially many for l fixed.
   * `parity_sum_ops(n)`: parity of n bits in {0, 1} is s mod 2 of the sum s, and the piecewise-linear
     interpolation s - 2 relu(s - 1) + 2 relu(s - 2) - ... of s mod 2 takes n ReLUs of s in one hidden layer. So a
     ReLU net computes parity shallowly with n units: Håstad's (1986) exponential lower bound is for circuits of
-    AND, OR and NOT gates (Bengio 2009, §2.1: a DNF needs 2^(n-1) terms, a tree of XORs O(n)), not for units
+    AND, OR and NOT gates (Bengio 2009, §2: a DNF needs 2^(n-1) terms, a tree of XORs O(n log n) units), not for units
     that sum their inputs. What the study measures for parity is what gradient descent finds at matched budgets.
 
 Trained (`MemberNets`): S nets of one shape (resx.studies.depth.shapes) whose weights are stacked on a leading
@@ -60,10 +60,11 @@ def sawtooth_units(k: int) -> tuple[int, int]:
 
 
 def parity_sum_ops(n: int) -> Ops:
-    """One hidden layer of n ReLUs computing the parity of n bits in {0, 1} (see the module docstring)."""
-    # unit j reads relu(s - j), j = 0..n-1; the output is relu(s) + sum_{j>=1} 2 (-1)^j relu(s - j)
-    w = np.ones((n, n))
-    b = -np.arange(n, dtype=np.float64)
+    """One hidden layer of n ReLUs computing the parity of n bits given as ±1 inputs (the study's encoding): the
+    sum of the bits read as 0/1 is s = sum (x_i + 1) / 2, unit j reads relu(s - j), j = 0..n-1, and the output
+    relu(s) + sum_{j>=1} 2 (-1)^j relu(s - j) is s mod 2 at every integer s (see the module docstring)."""
+    w = np.full((n, n), 0.5)
+    b = 0.5 * n - np.arange(n, dtype=np.float64)
     c = np.array([1.0] + [2.0 * (-1) ** j for j in range(1, n)])[:, None]
     return [("linear", w, b), ("relu",), ("linear", c, np.array([0.0]))]
 

@@ -11,7 +11,7 @@ matrices (U, V: width x width) around one ReLU layer, like the pre-activation bl
 BatchNorm. "depth" counts ReLU layers in both, because that is what bounds the number of linear pieces in 1-D:
 each ReLU layer of m units at most multiplies the pieces by m + 1 (every unit's pre-activation crosses zero at most
 once per piece), so a net of l ReLU layers of m units has at most (m + 1)^l pieces on a line, the same order as
-Telgarsky's (2m)^l (2015, arXiv 1509.08101, Lemma 2.1; 2016, COLT, Lemma 3.2).
+Telgarsky's bound (2m)^l for l layers of m ReLUs (2015, arXiv 1509.08101; 2016, COLT).
 
 Parameter counts (weights and biases):
     plain:     d_in*w + w + (depth - 1)*(w^2 + w) + w + 1
