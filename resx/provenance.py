@@ -99,9 +99,29 @@ def find_commit(package_dir: Path | None = None) -> tuple[str | None, str]:
     return None, "none"
 
 
-# The commit of the code this process runs, read once when resx is first imported: a grid that trains for hours
-# keeps reporting it, even if the checkout moves on meanwhile.
-_PROCESS_COMMIT, _COMMIT_SOURCE = find_commit()
+def _process_commit() -> tuple[str | None, str]:
+    """The commit of the code this process runs, read once when resx is first imported: a grid that trains for
+    hours keeps reporting it, even if the checkout moves on meanwhile. It is handed down to the worker processes a
+    CPU grid starts (in the environment they inherit), so that their run_info.json names the same commit as the
+    grid that started them, not the checkout as it is when they import resx."""
+    import os
+
+    here = str(Path(resx.__file__).resolve())
+    inherited = os.environ.get(_COMMIT_ENV)
+    if inherited:
+        try:
+            commit, source, package = json.loads(inherited)
+            if package == here:  # the same resx as the parent's (not another copy started from it)
+                return commit, str(source)
+        except (ValueError, TypeError):
+            pass
+    found = find_commit()
+    os.environ[_COMMIT_ENV] = json.dumps([*found, here])
+    return found
+
+
+_COMMIT_ENV = "RESX_PROCESS_COMMIT"
+_PROCESS_COMMIT, _COMMIT_SOURCE = _process_commit()
 
 
 def git_commit() -> str | None:

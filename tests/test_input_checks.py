@@ -189,7 +189,7 @@ def test_swap_limits():
 def test_swap_counts_are_capped_with_a_note():
     from types import SimpleNamespace
 
-    from resx.studies.lesion.compute import swap_counts_for
+    from resx.studies.lesion.plans import swap_counts_for
 
     run = SimpleNamespace(name="r", model="resnet20")
     pairs = [(0, 1), (0, 2), (1, 2), (3, 4), (5, 6)]  # groups of 3, 2, 2: at most 2 + 1 + 1 = 4 swaps
