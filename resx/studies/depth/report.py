@@ -118,6 +118,7 @@ def _sawtooth(fit: "pd.DataFrame", nets: "pd.DataFrame", versus: "pd.DataFrame",
                          f"({int(r.residual_found)} against {int(r.plain_found)} nets")
                 text += f" of {int(r.plain_nets)})" if r.residual_nets == r.plain_nets else ")"
         lines.append(text + ".")
+    lines += _within_reach(fit[fit["target"] == "sawtooth"])
     from resx.studies.depth.summary import residual_vs_plain
 
     pairs = residual_vs_plain(nets, "sawtooth")
@@ -134,6 +135,26 @@ def _sawtooth(fit: "pd.DataFrame", nets: "pd.DataFrame", versus: "pd.DataFrame",
                   "little), and the median of pieces / 2^k over k and seeds:", "",
                   markdown_table(["net", "budget", "≥ 2^k pieces", "median pieces / 2^k"], rows, align="lrrr"), ""]
     return lines
+
+
+def _within_reach(fit: "pd.DataFrame") -> list[str]:
+    """The largest k any seed found, and how many trained nets could have computed m^k exactly beyond it (depth
+    >= k, width >= 2: Telgarsky's construction, the extra layers passing non-negative values through their ReLUs,
+    or zero residual branches) yet did not find it."""
+    from resx.studies.depth.draw import found
+
+    hits = fit[found(fit)]
+    largest = int(hits["k"].max()) if len(hits) else 0
+    by = sorted({_label(m, d) for m, d in zip(hits.loc[hits["k"] == largest, "model"],
+                                              hits.loc[hits["k"] == largest, "depth"])}) if largest else []
+    beyond = fit[(fit["k"] > largest) & (fit["depth"] >= fit["k"]) & (fit["width"] >= 2)]
+    text = (f"- The largest k found by any seed: {largest} ({', '.join(by)})." if largest
+            else "- No seed of any net found m^k at any k tried.")
+    if len(beyond):
+        text += (f" Beyond it, {len(beyond)} trained nets (depth ≥ k, width ≥ 2) could compute m^k exactly "
+                 "(Telgarsky's construction, with the extra layers passing non-negative values through their ReLUs, "
+                 f"or zero residual branches), up to k = {int(beyond['k'].max())}; gradient descent found it in none.")
+    return [text]
 
 
 def _label(model: str, depth: int) -> str:
