@@ -277,6 +277,13 @@ def notes_section(results_dir: Path) -> list[str]:
             "resx wrote.", "", *[f"> {line}".rstrip() for line in text.splitlines()], ""]
 
 
+def _at_commit() -> str:
+    from resx.provenance import git_commit
+
+    commit = git_commit()
+    return f" (commit {commit})" if commit else ""
+
+
 # --- the report ---------------------------------------------------------------------------------------------------
 def write_report(results_dir: str | Path, out: str | Path | None = None, meta: dict[str, Any] | None = None) -> Path:
     """Write REPORT.md (default `results_dir/REPORT.md`) and return its path.
@@ -299,7 +306,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, meta: d
 
     lines = ["# resx: residual networks, reproduced", "",
              f"Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by resx "
-             f"{resx.__version__} from the CSVs under `{results_dir}`. Errors are test error in % on the dataset "
+             f"{resx.__version__}{_at_commit()} from the CSVs under `{results_dir}`. Errors are test error in % on the dataset "
              "named under Provenance; the papers' numbers (CIFAR-10 unless said otherwise) are in "
              "`resx/reference.py`.", ""]
     provenance, _ = provenance_section(results_dir, meta)
