@@ -170,6 +170,13 @@ def train_command(
 def show_run_summary(run: Any) -> None:
     if not run.metrics:
         return
+    if run.history and (run.history[-1].get("iterations_at_start") or 0) >= run.total_iterations:
+        from resx.text import count
+
+        # resumed a run that had already finished: no images were trained now, so no speed to show
+        console.print(f"{run.run_dir}: already finished ({count(run.epoch, 'epoch')}, "
+                      f"{count(run.host_iteration, 'iteration')}); nothing to train. Its results: metrics.csv")
+        return
     last = run.metrics[-1]
     best = min(m["test_error"] for m in run.metrics)
     table = Table(title=f"{run.config.model} on {run.config.data} (seed {run.config.seed})")

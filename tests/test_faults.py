@@ -56,3 +56,12 @@ def test_a_bad_dataset_is_refused_before_any_folder_or_worker(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().startswith("error: imagefolder path")  # no banner above the error
     assert not Path("grid").exists()
+
+
+def test_resuming_a_finished_run_says_so_instead_of_a_speed():
+    args = ["train", "resnet8", "--data", "synthetic:size=8,train=64,test=16", "--epochs", "1", "--batch-size", "32",
+            "--out", "done"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    again = CliRunner().invoke(app, [*args, "--resume"])
+    assert again.exit_code == 0 and "already finished (1 epoch, 2 iterations); nothing to train" in " ".join(again.output.split())
+    assert "img/s" not in again.output
