@@ -127,8 +127,10 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
             stages.update(data)
     # Stages are the entries with a wall time: `seconds` when finished, `earlier_seconds` (the attempts so far) when
     # stopped or still running (stages.json may also hold other entries).
+    # (the report stage that is writing this report is still running: it is no unfinished stage of the results)
     stages = {k: v for k, v in stages.items() if isinstance(v, dict)
-              and (is_number(v.get("seconds")) or is_number(v.get("earlier_seconds")))}
+              and (is_number(v.get("seconds")) or is_number(v.get("earlier_seconds")))
+              and not (k == "report" and v.get("status") == "running")}
     if stages:
         def spent(info: dict) -> float:
             return float(info["seconds"]) if is_number(info.get("seconds")) else float(info["earlier_seconds"])
@@ -179,7 +181,8 @@ def provenance_section(results_dir: Path, meta: dict[str, Any] | None) -> tuple[
     notes = meta.get("notes")
     if notes:
         lines += ["Choices of this profile: " + " ".join(str(notes).split()), ""]
-    lines += [recipe_line(found), ""]
+    if any(key in found for key in ("lr", "batch_size", "momentum")):  # only where trained runs left their config
+        lines += [recipe_line(found), ""]
     return lines, jpeg
 
 

@@ -179,3 +179,14 @@ def test_report_sentences_are_computed_from_the_csvs(tmp_path):
     after = write_report(tmp_path).read_text()
     assert "the deletions that hurt most: block 4 (50.00%), block 0 (" in after
     assert before != after
+
+
+def test_a_report_without_trained_runs_has_no_recipe_line_and_its_own_stage_is_not_unfinished(tmp_path):
+    """A profile of a study that trains its own small nets leaves no config.yaml: no CIFAR recipe line of question
+    marks; and the report stage writing the report is not listed as an unfinished stage."""
+    write_lesion(tmp_path)
+    (tmp_path / "stages.json").write_text(json.dumps({"lesion": {"status": "finished", "seconds": 5.0},
+                                                      "report": {"status": "running", "earlier_seconds": 0.0}}))
+    text = write_report(tmp_path).read_text()
+    assert "Recipe of these runs" not in text
+    assert "not finished" not in text and "Total: 5.0 s." in text
