@@ -354,6 +354,29 @@ def test_signal_saves_and_resumes_to_the_same_numbers(tmp_path, uninterrupted, s
     assert json.loads(Path("R/run_info.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.parametrize("pause_at", [64, LONG_EPOCHS * 32])
+def test_signal_after_an_epochs_last_step_still_logs_that_epoch(tmp_path, uninterrupted, pause_at):
+    """A signal that lands after an epoch's last step but before its evaluation: the checkpoint holds the whole
+    epoch's steps and no row for it yet. Resuming evaluates and logs that epoch, the run's last one included, instead
+    of counting the run as done with a row missing."""
+    process = start_training(tmp_path, "R", pause_at=pause_at)
+    try:
+        wait_until_paused(process, tmp_path / "paused")
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    ckpt = read_checkpoint("R")
+    assert (ckpt["iteration"], ckpt["cursor"]) == (pause_at, 32)  # the epoch's steps all taken, its row not written
+    result = runner.invoke(app, [*LONG, "--out", "R", "--resume"])
+    assert result.exit_code == 0, result.output
+    resumed = check_metrics_file(Path("R/metrics.csv"))
+    pd.testing.assert_frame_equal(resumed[RESULT_COLUMNS], uninterrupted)
+    assert json.loads(Path("R/run_info.json").read_text())["status"] == "finished"
+
+
 # --- the rest of issue #9's list: results folders without CSVs, CUDA out of memory ------------------------------
 
 

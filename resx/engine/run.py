@@ -290,7 +290,9 @@ class TrainingRun(RunCheckpoints):
     # --- training --------------------------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return self.host_iteration >= self.total_iterations
+        """Every step taken AND the last epoch evaluated and logged: a run stopped after its last step but before
+        `finish_epoch` (a signal in between) is not done; resumed, it logs that epoch first."""
+        return self.host_iteration >= self.total_iterations and self._cursor == 0
 
     def steps(self) -> Iterator[None]:
         """Enqueue the steps of the current epoch one by one (yielding after each); then `finish_epoch`.
