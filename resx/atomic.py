@@ -69,12 +69,17 @@ def write_yaml_atomic(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def write_csv_atomic(path: str | os.PathLike, frame) -> Path:
-    """Write a pandas DataFrame (or a list of dict rows) as CSV, atomically."""
+    """Write a pandas DataFrame (or a list of dict rows) as CSV, atomically; gzip-compressed when `path` ends in .gz."""
     import pandas as pd
 
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(list(frame))
-    return write_text_atomic(path, frame.to_csv(index=False))
+    text = frame.to_csv(index=False)
+    if str(path).endswith(".gz"):  # compressed (pandas reads it back as it is); no timestamp: same rows, same bytes
+        import gzip
+
+        return write_atomic(path, lambda f: f.write(gzip.compress(text.encode("utf-8"), mtime=0)))
+    return write_text_atomic(path, text)
 
 
 def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:

@@ -230,7 +230,7 @@ def test_cli_writes_the_files_with_their_columns(tmp_path):
     assert frame["train_accuracy"].between(0, 1).all() and frame["far_class1_share"].between(0, 1).all()
     onenet = frame[frame["model"] == "onenet_res"]
     assert onenet["params"].tolist() == [5 * 1 + 6, 5 * 2 + 6] * 2 and (onenet["width"] == 1).all()
-    regions = pd.read_csv(out / "approximation_regions.csv")
+    regions = pd.read_csv(out / "approximation_regions.csv.gz")
     assert tuple(regions.columns[:len(REGION_COLUMNS)]) == REGION_COLUMNS
     assert len(regions) == 4 * 25 and set(regions["seed"]) == {0}  # the first seed only
     points = pd.read_csv(out / "approximation_points.csv")
@@ -241,6 +241,15 @@ def test_cli_writes_the_files_with_their_columns(tmp_path):
     assert "largest radius (500)" in info["far_class1_share"] and info["seeds"] == [0, 1]
     for stem in FIGURES:
         assert (out / f"{stem}.png").is_file(), stem
+    # the compressed grid: the same rows give the same bytes (no timestamp inside), and a damaged file is named
+    from resx.atomic import write_csv_atomic
+
+    before = (out / "approximation_regions.csv.gz").read_bytes()
+    write_csv_atomic(tmp_path / "again.csv.gz", pd.read_csv(out / "approximation_regions.csv.gz"))
+    assert (tmp_path / "again.csv.gz").read_bytes() == before
+    (out / "approximation_regions.csv.gz").write_bytes(before[: len(before) // 2])
+    result = cli("plot", str(out), "--format", "png")
+    assert result.exit_code != 0 and "approximation_regions.csv.gz: not a readable gzip file" in result.output
 
 
 def test_rerunning_skips_done_nets_and_refuses_other_settings(tmp_path, monkeypatch):
@@ -257,7 +266,7 @@ def test_rerunning_skips_done_nets_and_refuses_other_settings(tmp_path, monkeypa
     assert any("1 of 2 nets already done" in line for line in lines)
     again = pd.read_csv(out / "approximation.csv")
     pd.testing.assert_frame_equal(again.iloc[:1], first)  # the done row untouched
-    assert len(result.frame) == 2 and len(pd.read_csv(out / "approximation_regions.csv")) == 2 * 9
+    assert len(result.frame) == 2 and len(pd.read_csv(out / "approximation_regions.csv.gz")) == 2 * 9
     calls.clear()
     compute.run_approximate("ball", "onenet_res", "1,2", **common)
     assert calls == []

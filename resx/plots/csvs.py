@@ -51,6 +51,14 @@ def read_csv(path: str | Path, required: Sequence[str]) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     raw = path.read_bytes()
+    if path.suffix == ".gz":  # a compressed CSV (a study's large grids): checked like any other once unpacked
+        import gzip
+        import zlib
+
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ResxError(f"{path}: not a readable gzip file ({e}); rerun the study that writes it, or delete it") from None
     if not raw.strip():
         raise ResxError(f"{path}: empty file (not even a header); rerun the study that writes it, or delete it")
     _check_not_cut(path, raw)

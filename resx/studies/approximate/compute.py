@@ -158,7 +158,7 @@ def run_approximate(
     say: Callable[[str], None] | None = None,
 ) -> ApproximateResult:
     """Train every model spec at every depth for `seeds` seeds (seed, seed + 1, ...) on `task` and measure each net;
-    the files go to `out` (approximation.csv, _regions.csv, _points.csv, _curves.csv, approximation_info.json)."""
+    the files go to `out` (approximation.csv, _regions.csv.gz, _points.csv, _curves.csv, approximation_info.json)."""
     from resx.engine import resolve_device
 
     say = say or (lambda line: None)

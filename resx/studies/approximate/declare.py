@@ -33,7 +33,8 @@ COLUMNS = ("task", "model", "width", "depth", "seed", "params", "train_accuracy"
 # training (flattening); majority_share: the share of the larger class in the training set (a constant's accuracy)
 EXTRA_COLUMNS = ("label", "residual", "hidden_layers", *SHARE_COLUMNS, *MARGIN_COLUMNS, "train_class1_share",
                  "majority_share", "loss_half", "loss_three_quarters", "steps", "seconds")
-REGIONS_NAME = "approximation_regions.csv"
+# a grid per net (81 x 81 points by default): compressed, since it is tens of thousands of rows of a regular grid
+REGIONS_NAME = "approximation_regions.csv.gz"
 REGION_COLUMNS = ("task", "model", "depth", "seed", "x", "y", "p_class1")
 REGION_EXTRA = ("label",)
 POINTS_NAME = "approximation_points.csv"

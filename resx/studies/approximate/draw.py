@@ -302,7 +302,7 @@ def draw_loss(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> lis
 
 
 def plot_approximate(folder: str | Path, formats=("png", "pdf"), out: str | Path | None = None) -> list[Path]:
-    """Draw the study's figures from approximation.csv, approximation_regions.csv, approximation_points.csv and
+    """Draw the study's figures from approximation.csv, approximation_regions.csv.gz, approximation_points.csv and
     approximation_curves.csv in `folder` (a figure whose CSV is absent is skipped) into `out` or `folder`."""
     formats = style.check_formats(formats)
     folder = Path(folder)
