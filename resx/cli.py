@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from resx.atomic import check_output_file, check_output_folder
@@ -89,24 +90,51 @@ def models_command() -> None:
 
     wide = console.width >= 120  # below: no family column (the name says it) and light borders, to fit 80 columns
     table = Table(title="resx model zoo", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)
+    names = list_models()
     for col in ("name", "family", "residual", "blocks", "params", "description"):
         if col == "family" and not wide:
             continue
         narrow_description = col == "description" and not wide  # one line per model, cut to what fits
         table.add_column(col, justify="right" if col in ("blocks", "params") else "left",
                          no_wrap=col != "description" or not wide, overflow="ellipsis",
-                         max_width=max(20, console.width - 48) if narrow_description else None)
-    for name in list_models():
+                         max_width=max(20, console.width - 48) if narrow_description else None,
+                         # a name and a header are never cut: the description gives way
+                         min_width=max(map(len, names)) if col == "name" else (len(col) if col != "description" else None))
+    for name in names:
         spec = get_model_spec(name)
         options = {"input_size": 32} if spec.family == "imagenet" else {}
         if spec.family == "mlp":
             options = {"in_channels": 1, "input_size": 28}
         with torch.device("meta"):  # parameter shapes only: no memory, no initialisation time
             net = create_model(name, **options)
-        table.add_row(name, *([spec.family] if wide else []), "yes" if spec.residual else "no", str(len(net.blocks)),
+        # DenseNet's layers concatenate (y = concat(x, H(x))): resx builds them as blocks with an identity path so that
+        # lesion can delete one, but the net is not a residual net
+        kind = "dense" if spec.family == "densenet" else ("yes" if spec.residual else "no")
+        table.add_row(name, *([spec.family] if wide else []), kind, str(len(net.blocks)),
                       f"{net.num_parameters() / 1e6:.2f}M", spec.description)
     console.print(table)
-    console.print("CIFAR names take any 6n+2 depth too (resnet8, plain14, ...); MLPs take --depth and --width.")
+    console.print("CIFAR names take any 6n+2 depth too (resnet8, plain14, ...); MLPs take --depth and --width; "
+                  "resnextN_CxDd (9n+2 layers, C groups of width D, e.g. resnext29_4x16d), densenetL (3n+4) and "
+                  "densenet_bcL (6n+4) build those nets at any size.", highlight=False)
+    show_variants()
+
+
+def show_variants() -> None:
+    """The shortcut and block variants (He et al. 2016, Tables 1 and 2), one line each."""
+    from resx.models.variants import BLOCK_FORMS, SHORTCUT_FORMS
+
+    for title, forms in (("--shortcut (residual nets; He et al. 2016, Table 1, ResNet-110 CIFAR-10 test error)",
+                          SHORTCUT_FORMS),
+                         ("--block (CIFAR basic-block nets and MLPs; He et al. 2016, Table 2 / Fig. 4)", BLOCK_FORMS)):
+        console.print(f"\n{title}:", highlight=False)
+        grid = Table.grid(padding=(0, 2))  # the form whole, its description wrapped to what the terminal has left
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for form, what in forms:
+            grid.add_row(f"  {escape(form)}", escape(what))
+        console.print(grid, highlight=False)
+    console.print("\nOptions also go in the name: NAME:key=value[,key=value], e.g. "
+                  "resnet20:shortcut=scale-0.5,block=full-preact", highlight=False)
 
 
 @app.command("train")
@@ -129,7 +157,11 @@ def train_command(
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/MODEL-seedN).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
-    shortcut: Annotated[Optional[str], typer.Option(help="A (identity + zero-pad) or B (projection).")] = None,
+    shortcut: Annotated[Optional[str], typer.Option(help="A (identity + zero-pad), B (projection), or a variant of "
+                                                         "He et al. 2016: identity, scale-L, frozen-gate-L, exclusive-gate[-bN], "
+                                                         "shortcut-gate[-bN], conv1x1, dropout-P (see `resx models`).")] = None,
+    block: Annotated[Optional[str], typer.Option(help="Where BN and ReLU sit (He et al. 2016, Fig. 4): original, bn-after-add, "
+                                                      "relu-before-add, relu-only-preact, full-preact.")] = None,
     stochastic_depth: Annotated[Optional[float], typer.Option("--stochastic-depth", help="Survival probability p_L of the last block (Huang et al.: 0.5).")] = None,
     warmup_lr: Annotated[Optional[float], typer.Option("--warmup-lr", help="lr until training error < 80% (He et al.: 0.01 for ResNet-110).")] = None,
     depth: Annotated[Optional[int], typer.Option(help="MLP depth (2 * blocks + 2).")] = None,
@@ -154,7 +186,7 @@ def train_command(
         raise ResxError("--resume and --overwrite exclude each other")
     cfg = resolve_config(config, dict(
         model=model, data=data, epochs=epochs, iterations=iterations, lr=lr, batch_size=batch_size, seed=seed,
-        device=device if device != "auto" else None, data_dir=str(data_dir) if data_dir else None, shortcut=shortcut,
+        device=device if device != "auto" else None, data_dir=str(data_dir) if data_dir else None, shortcut=shortcut, block=block,
         stochastic_depth=stochastic_depth, warmup_lr=warmup_lr, depth=depth, width=width, precision=precision,
         graph=False if no_graph else None, momentum=momentum, weight_decay=weight_decay,
         lr_milestones=float_list(lr_milestones, "--lr-milestones"), augment=False if no_augment else None,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from resx.errors import ResxError
+from resx.models.variants import parse_block, parse_shortcut, split_model_name
 
 PAPER_ITERATIONS = 64_000
 
@@ -44,7 +45,12 @@ class TrainConfig:
     warmup_lr: float | None = None
     warmup_until_train_error: float = 0.8
     # Model options (None: the model's default).
-    shortcut: str | None = None  # 'A' (identity + zero-pad) or 'B' (projection)
+    # 'A' (identity + zero-pad) or 'B' (projection), or a variant of He et al. 2016 Table 1 (identity, scale-L,
+    # frozen-gate-L, exclusive-gate[-bN], shortcut-gate[-bN], conv1x1, dropout-P; resx/models/variants.py)
+    shortcut: str | None = None
+    # where BN and ReLU sit (He et al. 2016 Table 2 / Fig. 4): original (None) | bn-after-add | relu-before-add |
+    # relu-only-preact | full-preact
+    block: str | None = None
     stochastic_depth: float | None = None  # p_L, survival probability of the last block (Huang et al.: 0.5)
     depth: int | None = None  # MLPs only
     width: int | None = None  # MLPs only
@@ -67,6 +73,8 @@ class TrainConfig:
     save_every: int | None = None
 
     def validate(self) -> "TrainConfig":
+        self._split_model_name()
+
         def positive(name: str) -> None:
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):  # rejects nan and inf too
@@ -91,8 +99,10 @@ class TrainConfig:
             raise ResxError(f"unknown device {self.device!r}; allowed: auto, cpu, cuda")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ResxError(f"unknown precision {self.precision!r}; allowed: auto, fp32, bf16")
-        if self.shortcut is not None and self.shortcut not in ("A", "B"):
-            raise ResxError(f"unknown shortcut {self.shortcut!r}; allowed: A (identity + zero-pad), B (projection)")
+        if self.shortcut is not None:
+            parse_shortcut(self.shortcut)
+        if self.block is not None:
+            parse_block(self.block)
         if self.stochastic_depth is not None and not 0 < self.stochastic_depth <= 1:
             raise ResxError(f"stochastic-depth is the last block's survival probability in (0, 1], got {self.stochastic_depth}")
         if self.warmup_lr is not None and not (self.warmup_lr > 0 and math.isfinite(self.warmup_lr)):
@@ -102,8 +112,27 @@ class TrainConfig:
             self.data = f"imagefolder:{os.path.abspath(os.path.expanduser(where))}"
         return self
 
+    def _split_model_name(self) -> None:
+        """`resnet20:block=full-preact` -> model resnet20, block full-preact: a name's options become the config's own
+        keys (so config.yaml records each as every key is); one that contradicts a key given otherwise is refused."""
+        base, options = split_model_name(self.model)
+        if not options:
+            return
+        hints = get_type_hints(TrainConfig)
+        for key, value in options.items():
+            if key not in NAME_OPTION_KEYS:
+                raise ResxError(f"model {self.model!r}: option {key!r} cannot be given in a model name for training; "
+                                f"allowed: {', '.join(NAME_OPTION_KEYS)}")
+            value = _coerce(key, value, hints[key], f"model {self.model!r}")
+            given = getattr(self, key)
+            if given is not None and given != value:
+                raise ResxError(f"model {self.model!r} sets {key}={value} but {key}={given} is also given; "
+                                "give it once (in the name or as an option)")
+            setattr(self, key, value)
+        self.model = base
+
     def model_options(self) -> dict[str, Any]:
-        opts = dict(shortcut=self.shortcut, stochastic_depth=self.stochastic_depth, depth=self.depth, width=self.width,
+        opts = dict(shortcut=self.shortcut, block=self.block, stochastic_depth=self.stochastic_depth, depth=self.depth, width=self.width,
                     zero_init_residual=self.zero_init_residual or None)
         return {k: v for k, v in opts.items() if v is not None}
 
@@ -112,6 +141,8 @@ class TrainConfig:
 
 
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
+# The model options a model name may carry in a training config (resnet20:block=full-preact,shortcut=scale-0.5)
+NAME_OPTION_KEYS = ("shortcut", "block", "stochastic_depth", "depth", "width", "zero_init_residual")
 
 
 def milestone_iterations(milestones: list[float], total: int) -> list[int]:

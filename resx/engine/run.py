@@ -32,11 +32,18 @@ ProgressFn = Callable[["TrainingRun", dict[str, Any] | None], None]
 
 
 def _check_model(cfg: TrainConfig) -> None:
-    """An unknown model name, or a shortcut asked of a plain net, is reported before any data is loaded."""
+    """An unknown model name, a shortcut asked of a plain net or a block of a net without that option, is reported
+    before any data is loaded."""
     spec = get_model_spec(cfg.model)
     if cfg.shortcut is not None and not spec.residual:
         raise ResxError(f"--shortcut {cfg.shortcut} is for residual nets; {cfg.model} is a plain net and has no "
                         "shortcuts (leave --shortcut out)")
+    if cfg.block is not None and "block" not in spec.options:
+        depth = spec.depth or 0
+        basic_preact = spec.family == "preact" and not (depth >= 164 and (depth - 2) % 9 == 0)
+        same = f" (it is resnet{depth} with --block full-preact already)" if basic_preact else ""
+        raise ResxError(f"--block {cfg.block} is for the CIFAR basic-block nets (resnetN, plainN) and the MLPs; "
+                        f"{cfg.model} has no block option{same}")
 
 
 class TrainingRun(RunCheckpoints):

@@ -38,7 +38,7 @@ METRIC_COLUMNS = [
 # up to and including it (fewer at the start); batch_error/batch_loss are that one batch's.
 CURVE_COLUMNS = ["iteration", "epoch", "lr", "train_error", "train_loss", "window", "batch_error", "batch_loss"]
 # Fields that must match when resuming: another model or dataset is another run.
-IDENTITY_FIELDS = ("model", "data", "shortcut", "stochastic_depth", "depth", "width", "batch_size")
+IDENTITY_FIELDS = ("model", "data", "shortcut", "block", "stochastic_depth", "depth", "width", "batch_size")
 # Fields a resume may change: where and how fast it runs, not what it computes. The length (epochs, iterations) may
 # change too, to no fewer iterations than are done; the change is recorded (run_info.json's length_changes). Every
 # other field (lr, momentum, weight decay, milestones, seed, ...) must match, so that config.yaml keeps saying

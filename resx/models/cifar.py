@@ -14,9 +14,11 @@ stages of 64, 128, 256 output channels: ResNet-164 (n=18) 1.7M, ResNet-1001 (n=1
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
 
-from resx.models.blocks import basic_branch, build_stages, conv3x3, preact_basic_branch, preact_bottleneck_branch
+from resx.models.blocks import block_layout, build_stages, conv3x3, layout_branch, layout_post, preact_bottleneck_branch
 from resx.models.net import BlockNet, GlobalPoolClassifier, init_weights
 
 STAGE_WIDTHS = (16, 32, 64)
@@ -36,20 +38,28 @@ def cifar_resnet(
     residual: bool = True,
     shortcut: str = "A",
     preact: bool = False,
+    block: str | None = None,
     num_classes: int = 10,
     in_channels: int = 3,
     stochastic_depth: float | None = None,
     **_ignored,
 ) -> BlockNet:
-    """The 6n+2-layer CIFAR net with basic blocks: ResNet (residual=True) or its plain twin (False)."""
+    """The 6n+2-layer CIFAR net with basic blocks: ResNet (residual=True) or its plain twin (False).
+    `block`: where BN and ReLU sit (He et al. 2016, Table 2 / Fig. 4; resx/models/blocks.py BLOCK_LAYOUTS), default
+    original; `preact` is block full-preact (preresnetN). A plain net takes every block too: without an addition the
+    placements differ only in where the chain of conv-BN-ReLU starts and ends, so each is still a sound plain net, and
+    it is the twin with the same parameters as the residual net of that block (He et al. 2015 §4.2's comparison)."""
+    if preact and block not in (None, "full-preact"):
+        raise ValueError(f"a pre-activation net has block full-preact, not {block!r} (use resnet{depth} for others)")
+    layout = block_layout("full-preact" if preact else block)
     n = blocks_per_stage(depth, 2)
-    branch = preact_basic_branch if preact else basic_branch
-    blocks, channels = build_stages(branch, STAGE_WIDTHS, [n] * 3, STAGE_WIDTHS[0],
-                                    shortcut=shortcut if residual else None, post_activation=not preact)
+    blocks, channels = build_stages(partial(layout_branch, layout.recipe), STAGE_WIDTHS, [n] * 3, STAGE_WIDTHS[0],
+                                    shortcut=shortcut if residual else None, post_activation=layout.post is not None,
+                                    post=layout_post(layout))
     stem: list[nn.Module] = [conv3x3(in_channels, STAGE_WIDTHS[0])]
-    if not preact:
+    if layout.stem_activation:
         stem += [nn.BatchNorm2d(STAGE_WIDTHS[0]), nn.ReLU(inplace=True)]
-    net = BlockNet(nn.Sequential(*stem), blocks, GlobalPoolClassifier(channels, num_classes, preact=preact))
+    net = BlockNet(nn.Sequential(*stem), blocks, GlobalPoolClassifier(channels, num_classes, activation=layout.head))
     init_weights(net)
     net.set_stochastic_depth(stochastic_depth)
     return net

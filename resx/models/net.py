@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from resx.models.blocks import ResidualBlock
+from resx.models.shortcuts import GatedShortcut
 
 
 @dataclass(frozen=True)
@@ -132,15 +133,26 @@ def init_weights(net: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    for m in net.modules():  # gated shortcuts (He et al. 2016, Table 1): b_g starts at its named value, not 0
+        if isinstance(m, GatedShortcut):
+            m.reset_gate_bias()
 
 
 class GlobalPoolClassifier(nn.Sequential):
-    """Head: [BN-ReLU for pre-activation nets], global average pooling, a fully connected layer."""
+    """Head: [an activation], global average pooling, a fully connected layer. `activation`: None, 'relu' or 'bn-relu'
+    (pre-activation nets; `preact=True` is 'bn-relu')."""
 
-    def __init__(self, channels: int, num_classes: int, preact: bool = False):
-        layers: list[nn.Module] = []
-        if preact:
-            # He et al. 2016: the last block's output is un-normalised, so BN-ReLU before pooling.
-            layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+    def __init__(self, channels: int, num_classes: int, preact: bool = False, activation: str | None = None):
+        layers: list[nn.Module] = head_activation("bn-relu" if preact else activation, channels)
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
         super().__init__(*layers)
+
+
+def head_activation(activation: str | None, channels: int, *, vector: bool = False) -> list[nn.Module]:
+    """The layers before a pre-activation net's classifier. He et al. 2016 (§4.1 footnote): the last block's sum is
+    not activated, so an extra activation follows it: BN-ReLU (full pre-activation), a ReLU alone (ReLU-only)."""
+    if activation == "bn-relu":
+        return [nn.BatchNorm1d(channels) if vector else nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+    if activation == "relu":
+        return [nn.ReLU(inplace=True)]
+    return []

@@ -4,6 +4,8 @@ Each variant is data (a `ModelSpec`: builder + fixed arguments), not a subclass.
 tested by tests/test_models.py, so a new model is tested the moment it is registered.
 CIFAR-family names also work for any valid depth that is not registered, e.g. `resnet8`, `plain14`
 (6n+2) and `preresnet83` (bottleneck, 9n+2 from 164 up) — handy for tiny tests and depth sweeps.
+A name may carry the model's options: `NAME:key=value[,key=value]` (',' or ':' between options), e.g.
+`resnet20:shortcut=scale-0.5,block=full-preact` (resx/models/variants.py, split_model_name).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from resx.models.linear import linear_net
 from resx.models.mlp import mlp_net
 from resx.models.net import BlockNet
 from resx.models.onenet import onenet_res
+from resx.models.variants import merge_name_options, split_model_name
 
 # Options every image model accepts; they describe the data, so the data layer sets them.
 DATA_OPTIONS = ("num_classes", "in_channels", "input_size")
@@ -28,7 +31,7 @@ DATA_OPTIONS = ("num_classes", "in_channels", "input_size")
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # cifar | preact | mlp | imagenet | linear | onenet
+    family: str  # cifar | preact | mlp | imagenet | linear | onenet | resnext | densenet
     residual: bool
     depth: int | None
     builder: Callable[..., BlockNet]
@@ -59,6 +62,9 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 CONV_OPTIONS = ("shortcut", "stochastic_depth")
+# The basic-block CIFAR nets also take `block` (He et al. 2016, Table 2 / Fig. 4); preresnetN is resnetN with block
+# full-preact, so it has no `block` of its own.
+CIFAR_OPTIONS = CONV_OPTIONS + ("block",)
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -76,9 +82,8 @@ def _cifar_spec(name: str, depth: int, residual: bool, preact: bool = False) -> 
         builder = partial(cifar_resnet, depth, preact=preact)
         kind = "pre-activation ResNet" if preact else ("ResNet" if residual else "plain net")
         what = f"CIFAR {kind}, {depth} layers (He et al. {'2016' if preact else '2015 §4.2'})"
-    return ModelSpec(
-        name, "preact" if preact else "cifar", residual, depth, partial(builder, residual=residual), CONV_OPTIONS, what
-    )
+    return ModelSpec(name, "preact" if preact else "cifar", residual, depth, partial(builder, residual=residual),
+                     CONV_OPTIONS if preact else CIFAR_OPTIONS, what)
 
 
 for _d in (20, 32, 44, 56, 110, 1202):
@@ -97,9 +102,10 @@ for _d in (18, 34):
     )
 # input_dim: vectors instead of images (2-D points: input_dim=2); by default in_channels * input_size^2
 register_model(ModelSpec("mlp_res", "mlp", True, None, partial(mlp_net, residual=True),
-                         ("depth", "width", "stochastic_depth", "input_dim"),
+                         ("depth", "width", "stochastic_depth", "input_dim", "shortcut", "block"),
                          "fully connected residual net, a[l+2] = relu(z[l+2] + a[l])"))
-register_model(ModelSpec("mlp_plain", "mlp", False, None, partial(mlp_net, residual=False), ("depth", "width", "input_dim"),
+register_model(ModelSpec("mlp_plain", "mlp", False, None, partial(mlp_net, residual=False),
+                         ("depth", "width", "input_dim", "block"),
                          "fully connected plain net, a[l+2] = relu(z[l+2])"))
 _LINEAR_OPTIONS = ("depth", "width", "init", "scale", "bias")  # depth = number of blocks (resx/models/linear.py)
 register_model(ModelSpec("linear_plain", "linear", False, None, partial(linear_net, residual=False), _LINEAR_OPTIONS,
@@ -109,6 +115,46 @@ register_model(ModelSpec("linear_res", "linear", True, None, partial(linear_net,
 register_model(ModelSpec("onenet_res", "onenet", True, None, onenet_res, ("depth", "input_dim"),
                          "one-neuron ResNet, x + V relu(U x + b) per block (Lin & Jegelka 2018); 2-D points by default"))
 
+# --- ResNeXt (Xie et al. 2017) and DenseNet (Huang et al. 2017): resx/models/resnext.py, resx/models/densenet.py ---
+# Names: resnextN_CxDd[_wW] (N = 9n+2; C groups of width d; W the first stage's output width, 256 by default, as the
+# paper), densenetL (L = 3n+4) and densenet_bcL (L = 6n+4); the registered ones are the papers' CIFAR nets.
+from resx.models.densenet import cifar_densenet, densenet_layers  # noqa: E402
+from resx.models.resnext import PAPER_WIDTH, check_resnext, cifar_resnext  # noqa: E402
+
+_RESNEXT_PATTERN = re.compile(r"^resnext(\d+)_(\d+)x(\d+)d(?:_w(\d+))?$")
+_DENSENET_PATTERN = re.compile(r"^densenet(_bc)?(\d+)$")
+
+
+def _resnext_spec(name: str, depth: int, cardinality: int, group_width: int, width: int = PAPER_WIDTH) -> ModelSpec:
+    check_resnext(depth, cardinality, group_width, width)  # ValueError saying what is allowed
+    layout = "" if width == PAPER_WIDTH else f", stages {width}/{2 * width}/{4 * width}"
+    return ModelSpec(name, "resnext", True, depth, partial(cifar_resnext, depth, cardinality, group_width, width=width),
+                     ("stochastic_depth",),
+                     f"CIFAR ResNeXt-{depth} {cardinality}x{group_width}d{layout} (Xie et al. 2017, arXiv 1611.05431)")
+
+
+def _densenet_spec(name: str, depth: int, bc: bool) -> ModelSpec:
+    densenet_layers(depth, bc)
+    what = "DenseNet-BC, bottleneck, compression 0.5" if bc else "DenseNet"
+    return ModelSpec(name, "densenet", True, depth,
+                     partial(cifar_densenet, depth, bottleneck=bc, compression=0.5 if bc else 1.0),
+                     ("growth_rate", "dropout"),
+                     f"CIFAR {what}, L={depth}, k=12 (Huang et al. 2017, arXiv 1608.06993)")
+
+
+def _resnext_or_densenet_spec(name: str) -> ModelSpec | None:
+    """The spec of any valid ResNeXt or DenseNet name (ValueError for a bad depth), None for other names."""
+    m = _RESNEXT_PATTERN.match(name)
+    if m:
+        depth, cardinality, group_width = (int(g) for g in m.group(1, 2, 3))
+        return _resnext_spec(name, depth, cardinality, group_width, int(m.group(4) or PAPER_WIDTH))
+    m = _DENSENET_PATTERN.match(name)
+    return _densenet_spec(name, int(m.group(2)), bool(m.group(1))) if m else None
+
+
+for _name in ("resnext29_8x64d", "resnext29_16x64d", "densenet40", "densenet_bc100"):
+    register_model(_resnext_or_densenet_spec(_name))
+
 _PATTERN = re.compile(r"^(resnet|plain|preresnet)(\d+)$")
 
 
@@ -117,7 +163,9 @@ def list_models() -> list[str]:
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """The spec of a registered name, or of a CIFAR-family name with any valid depth (resnet8, plain14...)."""
+    """The spec of a registered name, or of a CIFAR-family name with any valid depth (resnet8, plain14...).
+    A name with options (resnet20:block=full-preact) gives its base name's spec; create_model applies the options."""
+    name = split_model_name(name)[0]
     if name in _REGISTRY:
         return _REGISTRY[name]
     m = _PATTERN.match(name)
@@ -130,16 +178,26 @@ def get_model_spec(name: str) -> ModelSpec:
             raise ResxError(f"unknown model {name!r}: {e}") from None
         spec = _cifar_spec(name, depth, residual=prefix != "plain", preact=prefix == "preresnet")
         return spec
+    try:
+        spec = _resnext_or_densenet_spec(name)  # resnextN_CxDd[_wW], densenetL, densenet_bcL
+    except ValueError as e:
+        raise ResxError(f"unknown model {name!r}: {e}") from None
+    if spec is not None:
+        return spec
     raise ResxError(
         f"unknown model {name!r}; known models: {', '.join(list_models())} "
-        "(CIFAR names also take any 6n+2 depth, e.g. resnet8, plain14)"
+        "(CIFAR names also take any 6n+2 depth, e.g. resnet8, plain14; resnextN_CxDd[_wW] any 9n+2 depth, "
+        "densenetL any 3n+4, densenet_bcL any 6n+4)"
     )
 
 
 def create_model(name: str, **overrides: Any) -> BlockNet:
     """Build a net by name. `overrides` set data options (num_classes, in_channels, input_size) and the
-    model's own options (shortcut, stochastic_depth; depth and width for the MLPs)."""
-    return get_model_spec(name).build(**overrides)
+    model's own options (shortcut, block, stochastic_depth; depth and width for the MLPs). The name may carry options
+    too (`resnet20:shortcut=scale-0.5,block=full-preact`); one that contradicts an override is refused. The net's
+    model_name is the base name and its model_options hold both, so that a checkpoint rebuilds it."""
+    base, options = split_model_name(name)
+    return get_model_spec(base).build(**merge_name_options(name, options, overrides))
 
 
 def twin_name(name: str) -> str:
@@ -147,6 +205,8 @@ def twin_name(name: str) -> str:
     spec = get_model_spec(name)
     if spec.family == "onenet":
         raise ResxError(f"{name!r} has no plain twin: without its shortcuts a one-neuron net is one unit wide")
+    if spec.family in ("resnext", "densenet"):
+        raise ResxError(f"{name!r} ({spec.family}) has no plain twin in resx")
     if spec.family in ("mlp", "linear"):
         return f"{spec.family}_plain" if spec.residual else f"{spec.family}_res"
     if spec.family == "preact":

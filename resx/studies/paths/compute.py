@@ -56,8 +56,8 @@ from resx.studies.paths.declare import (BLOCK_COLUMNS, DISTRIBUTION_COLUMNS, GRA
                                         TOTAL_COLUMNS, WINDOW_FRACTION, effective_window)
 from resx.studies.paths.nets import (StudiedNet, analysed_model, build_fresh_nets, check_batchnorm_batch,
                                      check_paths_options, fresh_pairs, load_trained_nets)
-from resx.studies.paths.path_gradients import (PathsProgress, check_residual, path_distribution, path_gradients,
-                                               total_gradient)
+from resx.studies.paths.path_gradients import (PathsProgress, analysable, check_residual, path_distribution,
+                                               path_gradients, total_gradient)
 
 POST_ACTIVATION_NOTE = (
     "post-activation blocks (ReLU after the addition): the gradient gates sit before the addition and the ReLU's "
@@ -205,7 +205,7 @@ def run_paths(
         fresh = build_fresh_nets(pairs, dataset.model_options, seed, images, batch_size, taken, dev)
         for entry in loaded:
             entry.net.to(dev)
-        analysed = fresh[0] if model or init else next(entry for entry in loaded if entry.net.residual)
+        analysed = fresh[0] if model or init else next(entry for entry in loaded if analysable(entry.net))
         check_residual(analysed.net)
         gradients, path_seconds = timed_path_gradients(analysed.net, images, labels, samples, generator, batch_size,
                                                        dev, progress)

@@ -18,7 +18,6 @@ The gates read their masks when the backward pass runs, not when the forward pas
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from resx.models.blocks import ResidualBlock
 from resx.models.net import BlockNet
@@ -63,7 +62,7 @@ def gated_block(block: ResidualBlock, x: torch.Tensor, masks: torch.Tensor, inde
     if block.shortcut is None:
         raise ValueError("a plain block has no shortcut to route the gradient through")
     out = block.branch_output(gate(x, masks, index)) + block.shortcut(gate(x, masks, index, complement=True))
-    return F.relu(out) if block.post_activation else out
+    return block.finish(out)  # ReLU, BN-ReLU (block bn-after-add) or nothing: what follows the block's addition
 
 
 def gated_blocks_forward(net: BlockNet, h: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

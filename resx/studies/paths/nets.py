@@ -18,6 +18,7 @@ from resx.labels import run_label, unique_label
 from resx.models.net import BlockNet
 from resx.studies import guards
 from resx.studies.common import calibrate_batchnorm, fresh_net, twin_of
+from resx.studies.paths.path_gradients import analysable, check_residual, concatenates, not_decomposable
 
 
 @dataclass
@@ -74,11 +75,14 @@ def analysed_model(loaded: Sequence[StudiedNet], model: str | None, data: str | 
         from resx.models import get_model_spec
 
         spec = get_model_spec(model)  # unknown names: one-line error before any data is loaded
+        if spec.family == "densenet":
+            raise ResxError(not_decomposable(model))
         if not spec.residual:
             raise ResxError(f"{model} has no shortcuts: the path analysis needs a residual net")
         return model, {}, data or "cifar10", data_dir
-    residual = [entry for entry in loaded if entry.net.residual]
+    residual = [entry for entry in loaded if analysable(entry.net)]
     if not residual:
+        check_residual(next((entry.net for entry in loaded if concatenates(entry.net)), loaded[0].net))
         raise ResxError(f"{loaded[0].net.model_name} has no shortcuts: the path analysis needs a residual net")
     primary = residual[0]
     config = primary.checkpoint.get("config", {})

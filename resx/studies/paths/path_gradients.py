@@ -94,7 +94,27 @@ def chunks(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
         yield images[start:start + batch_size], labels[start:start + batch_size]
 
 
+def concatenates(net: BlockNet) -> bool:
+    """True for a DenseNet (resx.models.densenet): its layers concatenate their new features to their input."""
+    return any(getattr(block, "concatenates", False) for block in net.blocks)
+
+
+def not_decomposable(name: str) -> str:
+    """Why a DenseNet has no path analysis. Its layers are written as blocks y = x + pad(H(x)) (so that lesions
+    apply), but each layer's maps are concatenated to the features, not added into them: no layer's branch and
+    shortcut mix into one set of features, so Veit et al.'s 2^n shortcut-or-branch paths are not its structure."""
+    return (f"{name} is a DenseNet: its layers concatenate new features to their input (y = concat(x, H(x))) instead of "
+            "adding a branch to a shortcut (y = x + f(x)), so it has no shortcut-or-branch paths to count")
+
+
+def analysable(net: BlockNet) -> bool:
+    """A net the path analysis can take: residual blocks that add their branch to their shortcut."""
+    return net.residual and not concatenates(net)
+
+
 def check_residual(net: BlockNet) -> None:
+    if concatenates(net):
+        raise ResxError(not_decomposable(net.model_name or "this net"))
     if not net.residual:
         name = net.model_name or "this net"
         raise ResxError(f"{name} has no shortcuts: the path analysis needs a residual net")
