@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from resx.cli import app
 from resx.config import TrainConfig
 from resx.errors import ResxError
+from resx.studies import grids
 from resx.studies.degradation import grid
 from resx.studies.degradation.declare import CURVE_COLUMNS, SUMMARY_COLUMNS
 
@@ -94,7 +95,7 @@ def test_a_grid_of_another_family_or_dataset_is_refused_not_merged():
 
 def test_shards_together_equal_the_whole_grid():
     whole = grid.plan_grid(TrainConfig(data=TINY_DATA, epochs=1), depths=[8, 14], residual_depths=[20], seeds=2)
-    parts = grid.shard(whole, 1, 3) + grid.shard(whole, 2, 3) + grid.shard(whole, 3, 3)
+    parts = grids.shard(whole, 1, 3) + grids.shard(whole, 2, 3) + grids.shard(whole, 3, 3)
     assert sorted(r.label for r in parts) == sorted(r.label for r in whole)
     assert len({r.label for r in parts}) == len(whole)
     # and through the CLI: two shards into one folder give the same tables as the whole grid

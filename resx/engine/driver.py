@@ -11,7 +11,7 @@ from resx.config import TrainConfig
 from resx.data import ImageData
 from resx.engine.interrupt import DeferredInterrupt
 from resx.engine.run import ProgressFn, TrainingRun
-from resx.errors import OutputError, TrainingInterrupted
+from resx.errors import OutputError, TrainingDiverged, TrainingInterrupted
 
 
 def train_many(
@@ -22,14 +22,17 @@ def train_many(
     queue: Sequence[Callable[[], TrainingRun]] = (),
     concurrency: int | None = None,
     resume_hint: str = "run the same command with --resume to continue",
+    on_diverged: Callable[[TrainingRun, str], None] | None = None,
 ) -> list[TrainingRun]:
     """Train runs (built TrainingRuns), interleaving their steps so that on CUDA each run's graph replays
     on its own stream while the others run (several small nets fill one GPU better than one). On the CPU the
     steps simply alternate. Each run moves on to its next epoch as soon as it finishes one, so a fast net never
     waits for a slow one. `queue` holds more runs to start (callables that build a TrainingRun): whenever a run
     finishes, the next one joins, keeping `concurrency` runs going. Ctrl-C saves every active run and raises
-    TrainingInterrupted (its message ends with `resume_hint`). SIGTERM is treated like Ctrl-C. Returns every run
-    trained, in the order they started."""
+    TrainingInterrupted (its message ends with `resume_hint`). SIGTERM is treated like Ctrl-C. A run whose loss
+    becomes NaN or infinite raises TrainingDiverged, or, given `on_diverged`, is handed to it and leaves the pool
+    while the others go on (its run_info.json says where it diverged). Returns every run trained, in the order they
+    started."""
     queue = list(queue)
     limit = concurrency or max(1, len(runs))
     started = list(runs)
@@ -67,6 +70,17 @@ def train_many(
                     pass
                 try:
                     row = run.finish_epoch()
+                except TrainingDiverged as e:
+                    if on_diverged is None:
+                        raise
+                    active.remove(run)
+                    run.release_graphs()
+                    run.release_lock()
+                    on_diverged(run, str(e))
+                    refill()
+                    for new in active:
+                        generators.setdefault(id(new), new.steps())
+                    continue
                 except OutputError:
                     # its folder cannot be written (disk full, permissions): this run failed; the others stop with
                     # a checkpoint where they can still write one. The last good checkpoints stay.

@@ -28,7 +28,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from resx.config import TrainConfig
-from resx.errors import ResxError, TrainingInterrupted
+from resx.errors import ResxError, TrainingDiverged, TrainingInterrupted
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,9 @@ class JobResult:
     memory_mb: float = 0.0
 
 
-def _worker(jobs: Any, events: Any, threads: int, progress_every: int) -> None:
-    """A worker process: train jobs until the queue says stop (None)."""
+def _worker(jobs: Any, events: Any, threads: int, progress_every: int, divergence_is_a_result: bool = False) -> None:
+    """A worker process: train jobs until the queue says stop (None). With `divergence_is_a_result`, a run whose
+    loss becomes NaN or infinite is reported (its run_info.json says where) and the worker takes the next job."""
     from resx.engine import interrupt
 
     interrupt.never_escalate()  # the parent forwards signals: a repeated one must not abort a step
@@ -92,6 +93,12 @@ def _worker(jobs: Any, events: Any, threads: int, progress_every: int) -> None:
         except TrainingInterrupted as e:
             events.put(("interrupted", job.name, None, str(e)))
             return
+        except TrainingDiverged as e:
+            if not divergence_is_a_result:
+                events.put(("error", job.name, None, str(e)))
+                return
+            run.release_lock()  # its folder is final: status diverged, the last good checkpoint kept
+            events.put(("diverged", job.name, None, str(e)))
         except ResxError as e:
             events.put(("error", job.name, None, str(e)))
             return
@@ -121,6 +128,7 @@ def train_in_processes(
     progress: Callable | None = None,
     progress_every: int = 50,
     resume_hint: str = "run the same command again to continue",
+    diverged: list[tuple[str, str]] | None = None,
 ) -> list[JobResult]:
     """Train `jobs` with `workers` processes of `threads_per_worker` threads each (jobs are taken in order: put
     the longest first). Returns one result per finished job. Raises TrainingInterrupted on Ctrl-C or SIGTERM
@@ -128,7 +136,10 @@ def train_in_processes(
 
     The workers are started with multiprocessing's "spawn": each re-imports the `__main__` module, so a script
     that calls this (directly or through compare_plain or reproduce) must do so under `if __name__ == "__main__":`.
-    Notebooks and the `resx` command need nothing."""
+    Notebooks and the `resx` command need nothing.
+
+    `diverged`: a list to collect (name, message) of the runs whose loss became NaN or infinite, which are then
+    results (a study of variants that may not train, He et al. 2016 Table 1) instead of errors that stop the rest."""
     if workers < 1:
         raise ResxError(f"workers must be at least 1, got {workers}")
     ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited torch thread pools or locks
@@ -138,7 +149,8 @@ def train_in_processes(
     count = min(workers, len(jobs))
     for _ in range(count):
         job_queue.put(None)
-    procs = [ctx.Process(target=_worker, args=(job_queue, events, threads_per_worker, progress_every), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(job_queue, events, threads_per_worker, progress_every, diverged is not None),
+                         daemon=True)
              for _ in range(count)]
     stop_requested: list[str] = []
 
@@ -176,6 +188,8 @@ def train_in_processes(
                 results.append(payload)
             elif kind == "interrupted":
                 interrupted.append(payload)
+            elif kind == "diverged" and diverged is not None:
+                diverged.append((name, payload))
             elif kind in ("error", "crash"):
                 failures.append((kind, name, payload))
                 _signal_all(procs, signal.SIGINT)  # the others checkpoint and stop

@@ -13,7 +13,6 @@ entry.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,9 +22,11 @@ import pandas as pd
 
 from resx.config import TrainConfig, check_keys, read_experiment, resolve_config
 from resx.errors import ResxError
+from resx.studies import grids
 from resx.studies.degradation import grid, tables
 from resx.studies.degradation.declare import CURVES, INFO_NAME, SUMMARY, shard_info_name
 from resx.studies.degradation.verdict import verdict
+from resx.studies.grids import device_of, runs_precision
 
 # The options each history entry keeps: what decides which runs an invocation covered.
 HISTORY_SETTINGS = ("depths", "residual_depths", "seeds", "family", "shard", "concurrency")
@@ -67,7 +68,7 @@ class CompareOptions:
             raise ResxError(f"residual_depths must be a list of integers, got {self.residual_depths!r}")
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise ResxError(f"seeds must be a positive integer, got {self.seeds!r}")
-        grid.parse_shard(self.shard)
+        grids.parse_shard(self.shard)
         if self.concurrency is not None and self.concurrency < 1:
             raise ResxError(f"concurrency must be at least 1, got {self.concurrency}")
 
@@ -106,8 +107,8 @@ def compare_plain(
         options.train, depths=options.depths, residual_depths=options.residual_depths, seeds=options.seeds,
         family=options.family, out=options.out, per_model=options.per_model,
     )
-    shard = grid.parse_shard(options.shard)
-    mine = grid.shard(runs, *shard) if shard else runs
+    shard = grids.parse_shard(options.shard)
+    mine = grids.shard(runs, *shard) if shard else runs
     out = Path(options.out)
     _check_data(options, mine)
     if on_status is not None and announce:
@@ -115,7 +116,7 @@ def compare_plain(
     # Shards of one grid write this folder together (shared: each run folder has its own lock); a grid of another
     # family, dataset or recipe is refused, so that two grids never merge into one summary.csv and one figure.
     with guard_folder(out, "degradation grid", grid_fingerprint(options), shared=True):
-        info = grid.run_grid(mine, concurrency=options.concurrency, progress=progress, on_status=on_status)
+        info = grids.run_grid(mine, concurrency=options.concurrency, progress=progress, on_status=on_status)
         info["grid_runs"] = len(runs)
         info["options"] = {k: v for k, v in asdict(options).items() if k != "train"}
         info["train"] = options.train.to_dict()
@@ -126,7 +127,7 @@ def compare_plain(
             files = [out / CURVES, out / SUMMARY]
             info["started"], info["ended"] = started, now()
             info["seconds"] = round(time.perf_counter() - clock, 2)
-            info["provenance"] = provenance(_device(options.train.device),
+            info["provenance"] = provenance(device_of(options.train.device),
                                             runs_precision(mine, options.train.precision),
                                             threads=info.get("threads_per_run") or options.train.threads)
             info_name = shard_info_name(*shard) if shard else INFO_NAME
@@ -136,7 +137,7 @@ def compare_plain(
     return CompareResult(out, summary, curves, verdict(summary), info, files, options.train.batch_size)
 
 
-def _check_data(options: CompareOptions, runs: list[grid.GridRun]) -> None:
+def _check_data(options: CompareOptions, runs: list[grids.GridRun]) -> None:
     """The dataset, loaded once before any folder is made or any worker process starts: a bad --data is one line,
     not a worker's traceback and an empty folder (and the decoded copy it caches makes the workers' loads quick)."""
     from resx.data import load_dataset
@@ -149,77 +150,19 @@ def _check_data(options: CompareOptions, runs: list[grid.GridRun]) -> None:
 def grid_fingerprint(options: CompareOptions) -> dict[str, Any]:
     """What decides a grid folder's content: the family, the dataset and the recipe every run shares. Depths, seeds
     and shards may grow or change between invocations (a grid extended with more seeds is the same grid); where
-    and how fast the runs train (grid.IGNORED_FOR_REUSE) does not count."""
+    and how fast the runs train (grids.IGNORED_FOR_REUSE) does not count."""
     from resx.data import normalise_data_spec
 
     recipe = {k: v for k, v in options.train.to_dict().items()
-              if k not in grid.IGNORED_FOR_REUSE and k not in ("model", "seed", "depth", "warmup_lr")}
+              if k not in grids.IGNORED_FOR_REUSE and k not in ("model", "seed", "depth", "warmup_lr")}
     recipe["data"] = normalise_data_spec(options.train.data)
     return {"family": options.family, "recipe": recipe, "per_model": options.per_model}
 
 
-def _device(name: str | None) -> str | None:
-    """The device the grid's runs train on (None when this machine lacks it: every run was finished elsewhere)."""
-    from resx.engine import resolve_device
-
-    try:
-        return str(resolve_device(name or "auto"))
-    except ResxError:
-        return None
-
-
-def runs_precision(runs: list[grid.GridRun], asked: str = "auto") -> str:
-    """The precision `runs` computed in, as their run_info.json says (the engine resolves `auto` per device):
-    one name, "mixed: a, b" when they differ, or `asked` (the config's, "auto" unless set) when no run says."""
-    found = set()
-    for run in runs:
-        try:
-            precision = json.loads((run.run_dir / "run_info.json").read_text()).get("precision")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if precision:
-            found.add(str(precision))
-    if not found:
-        return asked or "auto"
-    return found.pop() if len(found) == 1 else "mixed: " + ", ".join(sorted(found))
-
-
-def history_entry(info: dict[str, Any]) -> dict[str, Any]:
-    """One invocation of the grid, for grid_info.json's `history`, from the top level of a grid_info.json (this
-    invocation's, or that of a file written before `history` existed: what it lacks is None)."""
-    options = info.get("options") if isinstance(info.get("options"), dict) else {}
-    return {
-        "started": info.get("started"),
-        "ended": info.get("ended"),
-        "runs": info.get("runs"),  # the runs this invocation covered (its shard's, in a sharded grid)
-        "grid_runs": info.get("grid_runs", info.get("runs")),
-        "trained": info.get("trained"),
-        "skipped": info.get("skipped"),
-        "seconds": info.get("seconds", info.get("wall_seconds")),
-        "training_seconds": info.get("wall_seconds"),
-        "settings": {k: options.get(k) for k in HISTORY_SETTINGS},
-        "provenance": info.get("provenance"),
-    }
-
-
 def write_grid_info(path: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """Write `info` (this invocation) as the top level of `path`, with `history`: the entries already in the file
-    (or, for a file without history, its own top level as the first entry), then this invocation's. Returns what
-    was written."""
-    from resx.atomic import write_json_atomic
-
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        old = None
-    history: list[dict[str, Any]] = []
-    if isinstance(old, dict):
-        kept = old.get("history")
-        history = [e for e in kept if isinstance(e, dict)] if isinstance(kept, list) else [history_entry(old)]
-    top = {k: v for k, v in info.items() if k != "history"}
-    written = {**top, "history": [*history, history_entry(top)]}
-    write_json_atomic(path, written)
-    return written
+    """grid_info.json (or a shard's): this invocation at the top level, every invocation in `history`, each with
+    the grid settings that decided its runs (HISTORY_SETTINGS); see resx.studies.grids.write_grid_info."""
+    return grids.write_grid_info(path, info, HISTORY_SETTINGS)
 
 
 def plot_degradation_safely(out: Path) -> list[Path]:

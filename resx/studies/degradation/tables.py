@@ -14,7 +14,7 @@ import pandas as pd
 from resx.atomic import write_csv_atomic
 from resx.stats import mean_std
 from resx.studies.degradation.declare import CURVE_COLUMNS, CURVES, ITERATION_CURVES, SUMMARY, SUMMARY_COLUMNS
-from resx.studies.degradation.grid import GridRun
+from resx.studies.grids import GridRun, final_train_error
 
 
 def _load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
@@ -80,22 +80,6 @@ def _read_iterations(run_dir: Path) -> pd.DataFrame | None:
         return pd.read_csv(run_dir / "iterations.csv")
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
-
-
-def final_train_error(metrics: pd.DataFrame, steps_per_epoch: int | None) -> float:
-    """Training error at the end of training, over the last epoch's worth of iterations. A run of a fixed number
-    of iterations ends in a partial epoch (64,000 = 164 x 390 + 40): its row covers only 40 batches, so it is
-    pooled with the rows before it, each weighted by its iterations, until one epoch's worth is covered."""
-    iterations = metrics["iteration"].diff().fillna(metrics["iteration"].iloc[0]).to_numpy()
-    errors = metrics["train_error"].to_numpy()
-    wanted = steps_per_epoch or iterations.max()
-    total = weighted = 0.0
-    for its, err in zip(iterations[::-1], errors[::-1]):
-        take = min(its, wanted - total)
-        total, weighted = total + take, weighted + take * err
-        if total >= wanted:
-            break
-    return float(weighted / total)
 
 
 def summarise(finals: pd.DataFrame) -> pd.DataFrame:
