@@ -38,6 +38,22 @@ RUN_TO_RUN_SPREAD = 0.005
 # --- He et al. 2016, "Identity Mappings in Deep Residual Networks" (arXiv 1603.05027): original -> pre-activation -
 PREACT_CIFAR10_TEST_ERROR = {110: (0.0661, 0.0637), 164: (0.0593, 0.0546), 1001: (0.0761, 0.0492)}
 PREACT_CIFAR100_TEST_ERROR = {164: (0.2516, 0.2433), 1001: (0.2782, 0.2271)}
+# Table 1, shortcut variants of ResNet-110 on CIFAR-10 (median of 5 runs), by resx's shortcut names: the test error,
+# or None where the paper says "fail" (test error above 20%). Gate names end in the bias init: -bN is bias -N.
+IDENTITY_SHORTCUT_TEST_ERROR = {
+    "identity": 0.0661, "scale-0": None, "scale-0.5": None, "frozen-gate-0.5": 0.1235,
+    **{f"exclusive-gate-b{n}": None for n in range(6)},  # "fail" for bias init 0 to -5
+    "exclusive-gate": 0.0870, "exclusive-gate-b6": 0.0870, "exclusive-gate-b7": 0.0981,
+    "shortcut-gate": 0.1286, "shortcut-gate-b0": 0.1286, "shortcut-gate-b6": 0.0691,
+    "conv1x1": 0.1222, "dropout-0.5": None,
+}
+IDENTITY_FAIL_ABOVE = 0.20  # what Table 1's "fail" means
+# Table 2 (Fig. 4), activation placement, CIFAR-10 test error: {block: {depth: error}} for ResNet-110 and -164
+ACTIVATION_PLACEMENT_TEST_ERROR = {
+    "original": {110: 0.0661, 164: 0.0593}, "bn-after-add": {110: 0.0817, 164: 0.0650},
+    "relu-before-add": {110: 0.0784, 164: 0.0614}, "relu-only-preact": {110: 0.0671, 164: 0.0591},
+    "full-preact": {110: 0.0637, 164: 0.0546},
+}
 
 # --- Huang et al. 2016, "Deep Networks with Stochastic Depth" (arXiv 1603.09382): constant -> stochastic depth ---
 STOCHASTIC_DEPTH_TEST_ERROR = {110: (0.0641, 0.0525), 1202: (0.0667, 0.0491)}

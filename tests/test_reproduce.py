@@ -203,7 +203,8 @@ def test_a_study_of_its_own_small_nets_runs_only_where_a_profile_asks_for_it(tmp
 
 @pytest.mark.parametrize("profile", ["tiny", "cpu", "cpu-cifar", "quick", "paper"])
 def test_the_trained_net_profiles_run_the_studies_of_trained_nets_only(profile, tmp_path):
-    """A study of its own small nets (approximate, depth) never slips into the profiles of trained nets."""
+    """A study of its own nets (approximate, depth, variants) never slips into the profiles of trained nets
+    unless the profile has its section (the paper profile runs the variants at the paper's scale)."""
     from resx.config import read_experiment, resolve_config
     from resx.reproduce import ReproduceSettings, planned_stages, profile_path
     from resx.studies.registry import StageContext
@@ -213,4 +214,5 @@ def test_the_trained_net_profiles_run_the_studies_of_trained_nets_only(profile, 
     ctx = StageContext(profile=path, train=resolve_config(path, {}), device="cpu", out=tmp_path,
                        reproduce=ReproduceSettings(**sections.get("reproduce", {})), deep_runs={})
     names = [n for n, _, _ in planned_stages(ctx, sections, path, report=lambda: None)]
-    assert names == ["degradation", "deep-nets", "lesion", "paths", "landscape", "signal", "report"]
+    own = ["variants"] if profile == "paper" else []  # the paper profile has its own variants section
+    assert names == ["degradation", "deep-nets", "lesion", "paths", "landscape", "signal", *own, "report"]

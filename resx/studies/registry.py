@@ -32,7 +32,7 @@ from typing import Any
 from resx.errors import ResxError
 
 # the studies that ship with resx, in the order their figures, report sections and stages come
-BUILT_IN = ("degradation", "lesion", "paths", "landscape", "signal", "bench", "approximate", "depth")
+BUILT_IN = ("degradation", "lesion", "paths", "landscape", "signal", "bench", "variants", "approximate", "depth")
 
 
 @dataclass(frozen=True)
