@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 demo: install
 	$(RESX) demo
 
-# The whole study: PROFILE=quick (default, about 15 min on one H100), paper (about 2 h), cpu (MLPs on
+# The whole study: PROFILE=quick (default, about 15 min on one H100), paper (about 5 h), cpu (MLPs on
 # Fashion-MNIST, about 10 min on a CPU), tiny (CPU, seconds). DATA overrides the profile's dataset: cifar10
 # (downloaded when online) or imagefolder:PATH. Rerunning skips finished stages and runs.
 reproduce: install

@@ -78,8 +78,8 @@ def test_the_study_writes_its_tables_figures_and_gains(tmp_path):
     scaled = gains[gains["variant"] == "scale-0.5"].sort_values("block")
     assert scaled["shortcut_forward_gain"].tolist() == pytest.approx([0.5, 0.25, 0.125], rel=1e-5)
     assert scaled["predicted_forward_gain"].tolist() == pytest.approx([0.5, 0.25, 0.125])
-    back = scaled["shortcut_backward_gain"].tolist()  # lambda per block back from the last (up to the ReLUs' mask)
-    assert [back[1] / back[0], back[2] / back[1]] == pytest.approx([2.0, 2.0], rel=1e-5)
+    assert scaled["shortcut_backward_gain"].tolist() == pytest.approx([0.25, 0.5, 1.0], rel=1e-5)  # lambda^(L-l)
+    assert scaled["predicted_backward_gain"].tolist() == pytest.approx([0.25, 0.5, 1.0])
     identity = gains[gains["variant"] == "identity"]
     assert identity["shortcut_forward_gain"].tolist() == pytest.approx([1.0, 1.0, 1.0], rel=1e-5)
     info = json.loads(Path("v/variants_info.json").read_text())

@@ -33,7 +33,7 @@ CURVE_COLUMNS = ("variant", "kind", "model", "family", "residual", "depth", "see
 GAINS_NAME = "variants_gains.csv"
 # At initialisation, per variant and block (1 = the first): the signal's RMS at the block's output over that at the
 # first block's input (forward_gain), the loss gradient's RMS at the block's input over that at the last block's
-# output (backward_gain), the same two with every residual branch removed (the shortcut path alone: the product of
+# input (backward_gain), the same two with every residual branch removed (the shortcut path alone: the product of
 # shortcut maps of the paper's eqs. 4-6, measured) and the closed form lambda^l where the shortcut is a constant
 # scale lambda (empty otherwise).
 GAIN_COLUMNS = ("variant", "kind", "model", "block", "blocks", "forward_gain", "backward_gain",

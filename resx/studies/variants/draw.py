@@ -81,7 +81,7 @@ def draw_curves(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> l
 def draw_vs_paper(summary: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
     kinds = _kinds(summary)
     with style.rc():
-        height = 0.9 + 0.28 * max(int((summary["kind"] == k).sum()) for k in kinds)
+        height = 1.2 + 0.28 * max(int((summary["kind"] == k).sum()) for k in kinds)
         fig, axes = style.new_figure(style.PAGE_WIDTH, height, ncols=len(kinds))
         axes = axes if isinstance(axes, list) else [axes]
         for ax, kind in zip(axes, kinds):
@@ -99,36 +99,64 @@ def draw_vs_paper(summary: pd.DataFrame, folder: Path, formats: Iterable[str]) -
                     ax.text(0.5 if np.isnan(value) else value + 0.5, yi + 0.2,
                             f"x {int(row['failed_runs'])} diverged", va="center", fontsize=6, color=style.PLAIN_COLOR)
             ax.set_yticks(y, part["variant"])
+            ax.set_ylim(-0.75, len(part) - 0.35)  # room for the lowest row's note
             ax.set_xlabel("final test error (%)")
             ax.set_title(f"{kind} variants")
-            ax.legend(loc="lower right")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=2)
         return style.save_figure(fig, folder, "variants_vs_paper", formats)
+
+
+def relative_to_identity(gains: pd.DataFrame) -> pd.DataFrame:
+    """The shortcut-path columns divided, block by block, by the identity net's (when it is there): what is left is
+    the product of the variant's own shortcut maps (the CIFAR nets' zero-padding, common to all, drops out)."""
+    identity = gains[(gains["kind"] == "shortcut") & (gains["variant"] == ORIGINAL["shortcut"])]
+    if identity.empty:
+        return gains
+    out = gains.copy()
+    for column in ("shortcut_forward_gain", "shortcut_backward_gain"):
+        if column in gains.columns:
+            base = identity.set_index("block")[column]
+            out[column] = gains[column] / gains["block"].map(base)
+    return out
+
+
+def _plain_log_axis(ax) -> None:
+    """A log y axis labelled 0.01, 0.1, 1, 10 (and 2, 3, ... where the data span less than a decade)."""
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g" if high / max(low, 1e-300) < 10 else ""))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def draw_gains(gains: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
     kinds = _kinds(gains)
+    gains = relative_to_identity(gains)
     with style.rc():
-        fig = Figure(figsize=(style.PAGE_WIDTH, 2.4 * len(kinds)), layout="constrained")
+        fig = Figure(figsize=(style.PAGE_WIDTH, 2.4 * len(kinds) + 0.3), layout="constrained")
         grid = fig.subplots(len(kinds), 2, squeeze=False)
         for row_axes, kind in zip(grid, kinds):
             part = gains[gains["kind"] == kind]
             for ax, (column, shortcut, predicted, what) in zip(row_axes, (
                     ("forward_gain", "shortcut_forward_gain", "predicted_forward_gain", "forward: RMS(x_l) / RMS(x_0)"),
                     ("backward_gain", "shortcut_backward_gain", "predicted_backward_gain",
-                     "backward: RMS(dE/dx_l) / RMS(dE/dx_L)"))):
+                     "backward: RMS(dE/dx_l) / RMS(dE/dx_last block's input)"))):
                 for name, color in _colors(gains, kind).items():
                     v = part[part["variant"] == name].sort_values("block")
                     ax.plot(v["block"], v[column], "-", color=color, label=name)
                     if shortcut in v.columns and kind == "shortcut":
                         ax.plot(v["block"], v[shortcut], "--", color=color, lw=0.8)
                     if predicted in v.columns and pd.to_numeric(v[predicted], errors="coerce").notna().any():
-                        ax.plot(v["block"], pd.to_numeric(v[predicted], errors="coerce"), ":", color=color, lw=0.8)
-                ax.set_yscale("log")
+                        ax.plot(v["block"], pd.to_numeric(v[predicted], errors="coerce"), ":", color=color, lw=1.2)
+                _plain_log_axis(ax)
                 ax.set_xlabel("block l")
                 ax.set_title(f"{kind} variants, {what}")
             row_axes[0].legend(loc="best")
-        fig.suptitle("At initialisation; dashed: shortcut path alone (branches removed); dotted: lambda^l "
-                     f"({PAPER}, eqs. 4-6)")
+        fig.suptitle("Gain over depth at initialisation (solid); dashed: the shortcut path alone (branches removed), "
+                     f"relative to the identity's;\ndotted: lambda^l for a constant scale lambda ({PAPER}, eqs. 4-6)")
         return style.save_figure(fig, folder, "variants_gains", formats)
 
 

@@ -5,7 +5,8 @@ explodes with depth; only the identity shortcut leaves a clean path.
 For each variant's freshly initialised net (the seed its first run starts from), on one batch of training images in
 training mode (BatchNorm on batch statistics, as at the first step): the signal's RMS at each block's output over
 that at the first block's input (forward), and the loss gradient's RMS at each block's input over that at the last
-block's output (backward); then the same with every residual branch removed, so that only the shortcut maps act:
+block's input (backward: the product over the blocks between, eq. 5; both points lie behind a block, so a
+post-addition ReLU masks them alike); then the same with every residual branch removed, so that only the shortcut maps act:
 the product of eqs. 4-6, measured (it is lambda^l exactly for scale-lambda, times the zero-padding's dilution where
 the CIFAR nets widen). The closed form is given where the shortcut is a constant scale.
 """
@@ -85,10 +86,10 @@ def measure_gains(variant: Variant, config: TrainConfig, data: Any, images: torc
             "variant": variant.name, "kind": variant.kind, "model": config.model, "block": l, "blocks": blocks,
             "forward_gain": _ratio(fwd[l], fwd[0]),
             # the gradient at block l's input is the one at block l-1's output
-            "backward_gain": _ratio(bwd[l - 1], bwd[blocks]),
+            "backward_gain": _ratio(bwd[l - 1], bwd[blocks - 1]),
             "shortcut_forward_gain": _ratio(sfwd[l], sfwd[0]),
-            "shortcut_backward_gain": _ratio(sbwd[l - 1], sbwd[blocks]),
+            "shortcut_backward_gain": _ratio(sbwd[l - 1], sbwd[blocks - 1]),
             "predicted_forward_gain": lam ** l if lam is not None else None,
-            "predicted_backward_gain": lam ** (blocks - l + 1) if lam is not None else None,
+            "predicted_backward_gain": lam ** (blocks - l) if lam is not None else None,
         })
     return rows

@@ -112,22 +112,24 @@ def gain_lines(gains) -> list[str]:
         return []
     import pandas as pd
 
-    last = gains.sort_values("block").groupby(["kind", "variant"], sort=False).tail(1)
-    identity = last[(last["kind"] == "shortcut") & (last["variant"] == ORIGINAL["shortcut"])]
-    base = float(identity["shortcut_forward_gain"].iloc[0]) if len(identity) else None
+    from resx.studies.variants.draw import relative_to_identity
+
+    gains = relative_to_identity(gains[gains["kind"] == "shortcut"])
     rows = []
-    for _, r in last[last["kind"] == "shortcut"].iterrows():
-        measured = float(r["shortcut_forward_gain"]) / base if base else None
+    for _, part in gains.groupby("variant", sort=False):
+        part = part.sort_values("block", kind="stable")
+        r, f = part.iloc[-1], part.iloc[0]  # forward: the last block's output; backward: the first block's input
         predicted = pd.to_numeric(pd.Series([r.get("predicted_forward_gain")]), errors="coerce").iloc[0]
-        rows.append([r["variant"], int(r["blocks"]), _num(r["forward_gain"]), _num(r["backward_gain"]),
-                     _num(measured), _num(predicted), _num(r.get("shortcut_backward_gain"))])
+        rows.append([r["variant"], int(r["blocks"]), _num(r["forward_gain"]), _num(f["backward_gain"]),
+                     _num(r["shortcut_forward_gain"]), _num(f.get("shortcut_backward_gain")), _num(predicted)])
     if not rows:
         return []
-    return ["**The product over blocks (eqs. 4-6), measured at initialisation** (last block against the first; the "
-            "shortcut path is the net with every branch removed, relative to the identity net's, which removes the "
-            "CIFAR nets' zero-padding):", "",
+    return ["**The product over blocks (eqs. 4-6), measured at initialisation**: forward, the signal at the last block's "
+            "output over that at the first block's input; backward, the gradient at the first block's input over that at "
+            "the last block's input; the shortcut path is the net with every branch removed, relative to the identity "
+            "net's (which removes the CIFAR nets' zero-padding); lambda^L where the shortcut is a constant scale:", "",
             markdown_table(["shortcut", "blocks L", "forward gain", "backward gain", "shortcut path, forward",
-                            "lambda^L", "shortcut path, backward"], rows, align="lrrrrrr")]
+                            "shortcut path, backward", "lambda^L (forward)"], rows, align="lrrrrrr")]
 
 
 def _num(value) -> str:
