@@ -48,6 +48,12 @@ IDENTITY_SHORTCUT_TEST_ERROR = {
     "conv1x1": 0.1222, "dropout-0.5": None,
 }
 IDENTITY_FAIL_ABOVE = 0.20  # what Table 1's "fail" means
+# --- Xie et al. 2017, "Aggregated Residual Transformations for Deep Neural Networks" (arXiv 1611.05431) ---------
+# Table 3: ImageNet-1K top-1 error at preserved complexity (about 4.1 GFLOPs for 50 layers), by cardinality C (CxDd:
+# 1x64d, 2x40d, 4x24d, 8x14d, 32x4d): more groups, lower error at the same budget
+RESNEXT_TABLE3_TOP1_ERROR = {50: {1: 0.239, 2: 0.230, 4: 0.226, 8: 0.223, 32: 0.222},
+                             101: {1: 0.220, 2: 0.217, 4: 0.214, 8: 0.213, 32: 0.212}}
+RESNEXT_TABLE3_WIDTHS = {1: 64, 2: 40, 4: 24, 8: 14, 32: 4}
 # Table 2 (Fig. 4), activation placement, CIFAR-10 test error: {block: {depth: error}} for ResNet-110 and -164
 ACTIVATION_PLACEMENT_TEST_ERROR = {
     "original": {110: 0.0661, 164: 0.0593}, "bn-after-add": {110: 0.0817, 164: 0.0650},

@@ -190,3 +190,22 @@ def test_an_also_entry_without_a_name_is_refused(tmp_path):
     settings = VariantsSettings(base="resnet8", also=[{"base": "mlp_res"}])
     with pytest.raises(ResxError, match=r"entry 1 must be a mapping with a name"):
         options_from_profile(settings, TrainConfig(data=DATA), {}, tmp_path, "p.yaml")
+
+
+def test_cardinalities_build_resnexts_of_the_budget_and_train_them(tmp_path):
+    from resx.models.budget import model_budget, resnext_for_budget
+
+    result = invoke("variants", "--budget-of", "resnet20", "--cardinalities", "1,2", "--data", DATA,
+                    "--iterations", "2", "--batch-size", "16", "--gains-batch", "16", "--out", "c")
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv("c/variants_summary.csv")
+    assert summary["kind"].tolist() == ["cardinality", "cardinality"] and summary["variant"].tolist() == [1, 2]
+    budget = model_budget("resnet20")[0]
+    for row in summary.itertuples():
+        match = resnext_for_budget("resnet20", int(row.variant))
+        assert row.model == match.name and row.params == match.params and row.macs == match.macs
+        assert abs(row.params / budget - 1) < 0.15
+        assert f"C={row.variant}: {row.model}, {row.params:,} parameters" in result.output
+    assert summary["paper_result"].str.startswith("ImageNet top-1").all()
+    with pytest.raises(ResxError, match=r"--cardinalities x: a cardinality is a whole number"):
+        parse_variants("", "", "x")

@@ -21,6 +21,8 @@ def variants_command() -> Callable[..., Any]:
         base: Annotated[Optional[str], typer.Option("--base", help="The residual net whose block is varied (the paper: resnet110; also resnet20, mlp_res, ...).")] = None,
         shortcuts: Annotated[Optional[str], typer.Option("--shortcuts", help=f"Shortcut variants, comma list ('' for none; default {DEFAULT_SHORTCUTS}); `resx models` lists them.")] = None,
         blocks: Annotated[Optional[str], typer.Option("--blocks", help=f"Activation placements, comma list ('' for none; default {DEFAULT_BLOCKS}).")] = None,
+        cardinalities: Annotated[Optional[str], typer.Option("--cardinalities", help="ResNeXts of --budget-of's parameter count with these numbers of groups, e.g. 1,2,4,8 (Xie et al. 2017, Table 3).")] = None,
+        budget_of: Annotated[Optional[str], typer.Option("--budget-of", help="The model whose parameter count the --cardinalities nets match (default: --base).")] = None,
         seeds: Annotated[Optional[int], typer.Option(help="Seeds per variant (default 1; the paper: median of 5).")] = None,
         data: DataOpt = None,
         config: ConfigOpt = None,
@@ -46,7 +48,7 @@ def variants_command() -> Callable[..., Any]:
 
         check_numbers(locals())
         options = VariantsOptions.resolve(config, dict(
-            base=base, shortcuts=shortcuts, blocks=blocks, seeds=seeds, out=str(out) if out else None, shard=shard,
+            base=base, shortcuts=shortcuts, blocks=blocks, cardinalities=cardinalities, budget_of=budget_of, seeds=seeds, out=str(out) if out else None, shard=shard,
             concurrency=concurrency, gains_batch=gains_batch,
         ), dict(
             data=data, epochs=epochs, iterations=iterations, depth=depth, width=width, lr=lr, batch_size=batch_size,
@@ -76,4 +78,8 @@ def show_variants(result: Any) -> None:
         table.add_row(row.variant, row.kind, pm(row.final_train_error_mean, row.final_train_error_std),
                       pm(row.final_test_error_mean, row.final_test_error_std), str(row.failed_runs), paper)
     console.print(table)
+    groups = result.summary[result.summary["kind"] == "cardinality"]
+    for row in groups.itertuples():  # the matched budget, printed (Xie et al. compare at preserved complexity)
+        macs = f", {row.macs / 1e6:.1f}M multiply-accumulates" if row.macs == row.macs and row.macs else ""
+        console.print(f"C={row.variant}: {row.model}, {int(row.params):,} parameters{macs}", highlight=False)
     console.print(f"results in [bold]{result.out}[/]: " + ", ".join(p.name for p in result.files if p.exists()))

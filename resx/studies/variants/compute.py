@@ -25,7 +25,7 @@ from resx.studies.variants.plan import Variant, VariantRun, distinct_runs, parse
 
 
 # The options each history entry keeps: what decided which runs an invocation covered.
-HISTORY_SETTINGS = ("base", "shortcuts", "blocks", "seeds", "shard", "concurrency")
+HISTORY_SETTINGS = ("base", "shortcuts", "blocks", "cardinalities", "budget_of", "seeds", "shard", "concurrency")
 
 
 @dataclass
@@ -38,6 +38,8 @@ class VariantsOptions:
     shard: str | None = None  # "I/N" or auto
     concurrency: int | None = None
     gains_batch: int = 128  # training images for the gains at initialisation (0: skip them)
+    cardinalities: str = ""  # "1,2,4,8": ResNeXts of budget_of's parameter count with C groups (Xie et al. 2017)
+    budget_of: str | None = None  # default: the base net
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
@@ -48,6 +50,11 @@ class VariantsOptions:
             check_keys(section, tuple(f.name for f in fields(cls) if f.name != "train"), f"{config_file} (variants)")
             values.update(section)
         values.update({k: v for k, v in study.items() if v is not None})
+        if values.get("cardinalities"):  # a study of cardinality: the other tables only when asked for
+            values.setdefault("shortcuts", "")
+            values.setdefault("blocks", "")
+            if not values.get("base") and values.get("budget_of"):
+                values["base"] = values["budget_of"]
         base = values.get("base")
         train = {**train, **({"model": base} if base else {})}
         options = cls(**values, train=resolve_config(config_file, train))
@@ -65,12 +72,13 @@ class VariantsOptions:
         grids.parse_shard(self.shard)
 
     def variants(self) -> list[Variant]:
-        return parse_variants(self.shortcuts, self.blocks)
+        return parse_variants(self.shortcuts, self.blocks, self.cardinalities)
 
     def describe(self) -> str:
         t = self.train
         length = f"{t.epochs} epochs" if t.epochs else f"{t.iterations or 64000} iterations"
-        return (f"{self.base}: shortcuts {self.shortcuts or 'none'}; blocks {self.blocks or 'none'}; {self.seeds} "
+        groups = f"; cardinalities {self.cardinalities} at {self.budget_of or self.base}'s budget" if self.cardinalities else ""
+        return (f"{self.base}: shortcuts {self.shortcuts or 'none'}; blocks {self.blocks or 'none'}{groups}; {self.seeds} "
                 f"seed(s), {t.data}, {length}, batch {t.batch_size}, lr {t.lr}"
                 + (f", shard {self.shard}" if self.shard else "") + f" -> {self.out}")
 
@@ -89,11 +97,13 @@ def options_from_profile(settings: Any, train: TrainConfig, overrides: dict[str,
         options = VariantsOptions(base=config.model, shortcuts=entry.get("shortcuts", DEFAULT_SHORTCUTS),
                                   blocks=entry.get("blocks", DEFAULT_BLOCKS), seeds=entry.get("seeds", 1),
                                   out=str(folder), concurrency=entry.get("concurrency"),
-                                  gains_batch=entry.get("gains_batch", 128), train=config)
+                                  gains_batch=entry.get("gains_batch", 128), train=config,
+                                  cardinalities=entry.get("cardinalities") or "", budget_of=entry.get("budget_of"))
         options.validate()
         return folder, options
 
-    allowed = ("name", "base", "shortcuts", "blocks", "seeds", "concurrency", "gains_batch", "train")
+    allowed = ("name", "base", "shortcuts", "blocks", "cardinalities", "budget_of", "seeds", "concurrency",
+               "gains_batch", "train")
     main = {k: getattr(settings, k) for k in allowed if hasattr(settings, k)}
     grids_ = [one(main, out / "variants", own_train_wins=False)]
     for i, entry in enumerate(settings.also or []):
@@ -121,7 +131,8 @@ def fingerprint(options: VariantsOptions) -> dict[str, Any]:
     recipe = {k: v for k, v in options.train.to_dict().items()
               if k not in grids.IGNORED_FOR_REUSE and k not in ("seed", "shortcut", "block")}
     recipe["data"] = normalise_data_spec(options.train.data)
-    return {"base": options.base, "recipe": recipe, "gains_batch": options.gains_batch}
+    return {"base": options.base, "recipe": recipe, "gains_batch": options.gains_batch,
+            "budget_of": options.budget_of or options.base}
 
 
 def run_variants(options: VariantsOptions, *, progress: Callable | None = None,
@@ -131,7 +142,7 @@ def run_variants(options: VariantsOptions, *, progress: Callable | None = None,
     say = on_status or (lambda _msg: None)
     started, clock = now(), time.perf_counter()
     out = Path(options.out)
-    planned = plan_variants(options.train, options.variants(), seeds=options.seeds, out=out)
+    planned = plan_variants(options.train, options.variants(), seeds=options.seeds, out=out, budget_of=options.budget_of)
     runs = distinct_runs(planned)
     shard = grids.parse_shard(options.shard)
     mine = grids.shard(runs, *shard) if shard else runs

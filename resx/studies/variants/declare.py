@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from resx.studies.registry import OutputFile, figure_files
 
 TITLE = "Which part of the block matters: shortcut and activation variants (He et al. 2016)"
-KINDS = ("shortcut", "block")
-ORIGINAL = {"shortcut": "identity", "block": "original"}  # the unmodified net, in each table
+# shortcut and block: He et al. 2016's Tables 1 and 2; cardinality: ResNeXts of the base net's parameter budget with
+# C groups (Xie et al. 2017, Table 3: at preserved complexity, more groups beat a wider net), named by C
+KINDS = ("shortcut", "block", "cardinality")
+ORIGINAL = {"shortcut": "identity", "block": "original", "cardinality": "1"}  # each table's reference net
 
 SUMMARY_NAME = "variants_summary.csv"
 # users' scripts rely on these columns; extra columns follow
@@ -24,7 +26,8 @@ SUMMARY_COLUMNS = ("variant", "kind", "model", "params", "seeds", "final_train_e
 # runs: the runs found (finished or failed); diverged_at_iteration: the earliest iteration at which a run's loss
 # became NaN or infinite (empty when none did); paper_result: the paper's entry as printed ("fail" or the %);
 # paper_model: the net the paper's number is for; iterations: the longest finished run's
-SUMMARY_EXTRA = ("runs", "diverged_at_iteration", "paper_result", "paper_model", "iterations", "best_test_error_mean")
+SUMMARY_EXTRA = ("runs", "diverged_at_iteration", "paper_result", "paper_model", "iterations", "best_test_error_mean",
+                 "macs")  # macs: multiply-accumulates of one forward pass of one input (the cardinality nets' budget)
 CURVES_NAME = "variants_curves.csv"
 # compare-plain's per-run curve columns (curves.csv), with the variant and its kind first
 CURVE_COLUMNS = ("variant", "kind", "model", "family", "residual", "depth", "seed", "epoch", "iteration",
@@ -72,5 +75,7 @@ class VariantsSettings:
     seeds: int = 1
     concurrency: int | None = None
     gains_batch: int = 128
+    budget_of: str | None = None  # the cardinality nets' budget: this model's parameter count (default: base)
+    cardinalities: str = ""  # e.g. "1,2,4,8": one ResNeXt per C of that budget
     train: dict = field(default_factory=dict)
     also: list = field(default_factory=list)

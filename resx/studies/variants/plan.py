@@ -15,6 +15,9 @@ from resx.studies.grids import GridRun
 from resx.studies.variants.declare import KINDS, ORIGINAL
 
 
+OPTION = {"shortcut": "--shortcuts", "block": "--blocks", "cardinality": "--cardinalities"}  # for messages
+
+
 @dataclass(frozen=True)
 class Variant:
     kind: str  # shortcut | block
@@ -22,12 +25,13 @@ class Variant:
 
     @property
     def is_original(self) -> bool:
-        return ORIGINAL[self.kind] == self.name
+        """The base net itself (identity shortcut, original block); a cardinality net never is (it is a ResNeXt)."""
+        return self.kind != "cardinality" and ORIGINAL[self.kind] == self.name
 
     @property
     def folder_tag(self) -> str:
         """The part of a run folder's name that says which net it is: the unmodified net is `original` in both
-        tables (one folder), the others their kind and name (shortcut-scale-0.5, block-full-preact)."""
+        tables (one folder), the others their kind and name (shortcut-scale-0.5, block-full-preact, cardinality-4)."""
         return "original" if self.is_original else f"{self.kind}-{self.name}"
 
 
@@ -37,28 +41,39 @@ class VariantRun:
     run: GridRun
 
 
-def parse_variants(shortcuts: str | None, blocks: str | None) -> list[Variant]:
-    """'identity,scale-0.5' and 'original,full-preact' -> the variants in the order given, shortcuts first;
-    duplicates dropped."""
+def parse_variants(shortcuts: str | None, blocks: str | None, cardinalities: str | None = None) -> list[Variant]:
+    """'identity,scale-0.5', 'original,full-preact' and '1,2,4' -> the variants in the order given, shortcuts first,
+    then blocks, then cardinalities; duplicates dropped."""
     found: list[Variant] = []
-    for kind, text in zip(KINDS, (shortcuts, blocks)):
+    for kind, text in zip(KINDS, (shortcuts, blocks, cardinalities)):
         for name in (p.strip() for p in (text or "").split(",")):
+            if kind == "cardinality" and name and not (name.isdigit() and int(name) >= 1):
+                raise ResxError(f"--cardinalities {name}: a cardinality is a whole number of groups >= 1, e.g. 1,2,4,8")
+            name = str(int(name)) if kind == "cardinality" and name else name
             if name and Variant(kind, name) not in found:
                 found.append(Variant(kind, name))
     if not found:
-        raise ResxError("no variants to run: give --shortcuts and/or --blocks (e.g. --shortcuts identity,scale-0.5)")
+        raise ResxError("no variants to run: give --shortcuts, --blocks and/or --cardinalities "
+                        "(e.g. --shortcuts identity,scale-0.5)")
     return found
 
 
-def variant_changes(variant: Variant, base: TrainConfig) -> dict[str, Any]:
+def variant_changes(variant: Variant, base: TrainConfig, budget_of: str | None = None) -> dict[str, Any]:
     """The config keys that make `variant` of the base net: the unmodified net keeps the base's own shortcut and
-    block (the paper's "original": identity shortcuts, option A where the shape changes on CIFAR)."""
+    block (the paper's "original": identity shortcuts, option A where the shape changes on CIFAR); a cardinality
+    is the ResNeXt with that many groups whose parameter count is nearest `budget_of`'s (default: the base's)."""
     if variant.is_original:
         return {}
+    if variant.kind == "cardinality":
+        from resx.models.budget import resnext_for_budget
+
+        match = resnext_for_budget(budget_of or base.model, int(variant.name))
+        return {"model": match.name, "shortcut": None, "block": None, "depth": None, "width": None}
     return {variant.kind: variant.name}
 
 
-def plan_variants(base: TrainConfig, variants: list[Variant], *, seeds: int, out: str | Path) -> list[VariantRun]:
+def plan_variants(base: TrainConfig, variants: list[Variant], *, seeds: int, out: str | Path,
+                  budget_of: str | None = None) -> list[VariantRun]:
     """Every (variant, seed) run; runs of the same net share a GridRun (and its folder)."""
     from resx.models import get_model_spec
 
@@ -73,15 +88,19 @@ def plan_variants(base: TrainConfig, variants: list[Variant], *, seeds: int, out
     planned: list[VariantRun] = []
     for variant in variants:
         try:
-            changes = variant_changes(variant, base)
+            changes = variant_changes(variant, base, budget_of)
             for i in range(seeds):
                 seed = base.seed + i
                 config = replace(base, **changes, seed=seed)
-                label = f"{base.model}-{variant.folder_tag}-seed{seed}"
-                run = GridRun(base.model, spec.family, True, depth, seed, config, out / label)
+                if variant.kind == "cardinality":  # its own net: named by it (resnext56_4x8d_w64-seed0)
+                    label, own = f"{config.model}-seed{seed}", get_model_spec(config.model)
+                    run = GridRun(config.model, own.family, True, own.depth or 0, seed, config, out / label)
+                else:
+                    label = f"{base.model}-{variant.folder_tag}-seed{seed}"
+                    run = GridRun(base.model, spec.family, True, depth, seed, config, out / label)
                 planned.append(VariantRun(variant, run))
         except ResxError as e:
-            raise ResxError(f"--{variant.kind}s {variant.name}: {e}") from None
+            raise ResxError(f"{OPTION[variant.kind]} {variant.name}: {e}") from None
     return planned
 
 

@@ -23,7 +23,8 @@ def variants_section(folder: Path, results_dir: Path, report_dir: Path, several:
     if line:
         lines += [line, ""]
     lines += [_recipe(info, summary), ""]
-    for kind, table in (("shortcut", "Table 1"), ("block", "Table 2")):
+    for kind, table in (("shortcut", "Table 1 of the paper"), ("block", "Table 2 of the paper"),
+                        ("cardinality", "nets of one parameter budget with C groups; Xie et al. 2017, Table 3")):
         part = summary[summary["kind"] == kind]
         if part.empty:
             continue
@@ -32,7 +33,7 @@ def variants_section(folder: Path, results_dir: Path, report_dir: Path, several:
                  pct_pm(r.get("final_train_error_mean"), r.get("final_train_error_std")),
                  pct_pm(r.get("final_test_error_mean"), r.get("final_test_error_std")),
                  pct(r.get("best_test_error")), _failed(r), _paper(r)] for _, r in part.iterrows()]
-        lines += [f"**{kind.capitalize()} variants** ({table} of the paper; errors in %):", "",
+        lines += [f"**{kind.capitalize()} variants** ({table}; errors in %):", "",
                   markdown_table(["variant", "params", "finished", "final train error", "final test error",
                                   "best test error", "failed (diverged)", "paper"], rows, align="lrrrrrrr"), ""]
         lines += verdicts(part, kind) + [""]
@@ -92,7 +93,11 @@ def verdicts(part, kind: str) -> list[str]:
         ours = float(r["final_test_error_mean"])
         train_gap = (float(r["final_train_error_mean"]) - float(base_train)) if not is_missing(base_train) else None
         ours_word = "worse than" if ours > base else "no worse than"
-        if paper_text == "fail":
+        if kind == "cardinality":
+            first = 100 * reference.RESNEXT_TABLE3_TOP1_ERROR[50][1]
+            paper_word = (f"Xie et al.'s ImageNet ResNeXt-50 at this C: {paper_text}% top-1 against {first:.1f}% at C=1"
+                          if paper_text else "not in Xie et al.'s Table 3")
+        elif paper_text == "fail":
             paper_word = "the paper's net failed (above 20%)"
         elif not is_missing(paper):
             paper_orig = (reference.IDENTITY_SHORTCUT_TEST_ERROR["identity"] if kind == "shortcut"

@@ -20,7 +20,14 @@ from resx.studies.variants.plan import VariantRun
 
 def paper_entry(kind: str, variant: str, depth: int | None) -> tuple[float | None, str, str]:
     """(test error or None, the entry as printed, the net it is for) from He et al. 2016: Table 1 for a shortcut
-    (ResNet-110), Table 2 for a block (ResNet-164 where the base is 164 layers deep, else ResNet-110)."""
+    (ResNet-110), Table 2 for a block (ResNet-164 where the base is 164 layers deep, else ResNet-110); for a
+    cardinality, Xie et al. 2017's Table 3 (ImageNet top-1 at preserved complexity: printed, not a CIFAR test error)."""
+    if kind == "cardinality":
+        top1 = reference.RESNEXT_TABLE3_TOP1_ERROR[50].get(int(variant))
+        if top1 is None:
+            return None, "", ""
+        width = reference.RESNEXT_TABLE3_WIDTHS[int(variant)]
+        return None, f"ImageNet top-1 {100 * top1:.1f}", f"resnext50 {variant}x{width}d"
     if kind == "shortcut":
         table = reference.IDENTITY_SHORTCUT_TEST_ERROR
         if variant not in table:
@@ -105,6 +112,18 @@ def summarise(runs: pd.DataFrame, planned: list[VariantRun]) -> pd.DataFrame:
         row["diverged_at_iteration"] = int(diverged.min()) if len(diverged) else None
         row["iterations"] = int(done["iterations"].max()) if len(done) else None
         row["paper_test_error"], row["paper_result"], row["paper_model"] = paper_entry(v.kind, v.name, depth)
+        row["macs"] = _macs(row["model"]) if v.kind == "cardinality" else None
         rows.append(row)
     columns = [*SUMMARY_COLUMNS, *SUMMARY_EXTRA]
     return pd.DataFrame(rows, columns=columns)[columns]
+
+
+def _macs(model: str) -> int | None:
+    """Multiply-accumulates of one 32x32 forward pass (the budget a cardinality net is matched in, with params)."""
+    from resx.errors import ResxError
+    from resx.models.budget import model_budget
+
+    try:
+        return model_budget(model)[1]
+    except ResxError:
+        return None
