@@ -92,6 +92,18 @@ def train_deep_nets(ctx: StageContext) -> None:
     train_many(trainers, progress=ctx.progress)
 
 
+NO_DATASET = "none (its studies make their own data)"
+
+
+def uses_dataset(settings: ReproduceSettings) -> bool:
+    """Whether the profile's stages train or evaluate on its dataset: every profile that trains nets does; one that
+    names only studies of their own generated data (approximate, depth) does not."""
+    from resx.studies.registry import get_study
+
+    chosen = list(settings.studies or [])
+    return not chosen or any(get_study(name).uses_dataset for name in chosen)
+
+
 def planned_stages(ctx: StageContext, sections: dict[str, Any], path: Path,
                    report: Callable[[], None]) -> list[tuple[str, int, Callable[[], None]]]:
     """[(name, order, run)]: every registered study's stage with its section of the profile, reproduce's deep-nets
@@ -246,15 +258,16 @@ def _reproduce_into(out: Path, profile: str, path: Path, sections: dict[str, Any
     from resx.engine.device import precision_choice
 
     block = provenance(dev, precision_choice(train.precision, dev)[0])  # what `auto` resolves to here
+    data = train.data if uses_dataset(settings) else NO_DATASET
     invocation = {"time": block["time"], "git_commit": block["git_commit"], "resx_version": block["resx_version"],
-                  "profile": profile, "data": train.data, "epochs_override": epochs, "seed_override": seed,
+                  "profile": profile, "data": data, "epochs_override": epochs, "seed_override": seed,
                   "host": block["host"], "device_name": block["device_name"]}
     earlier = _load_json(out / "reproduce.json")
     history = earlier.get("history")
     if not isinstance(history, list):  # written before reproduce.json kept a history: its top level was one
         history = [{k: earlier.get(k) for k in ("time", "git_commit", "resx_version", "profile", "data",
                                                 "epochs_override", "host", "device_name")}] if earlier else []
-    write_json_atomic(out / "reproduce.json", {"profile": profile, "file": str(shown), "data": train.data,
+    write_json_atomic(out / "reproduce.json", {"profile": profile, "file": str(shown), "data": data,
                                                 "epochs_override": epochs, "seed_override": seed,
                                                 "notes": settings.notes or None, **environment(dev),
                                                 "provenance": block,
@@ -272,7 +285,7 @@ def _reproduce_into(out: Path, profile: str, path: Path, sections: dict[str, Any
         from resx.report import write_report
 
         plot_results(out, formats=("png",))
-        write_report(out, meta={"profile": profile, "dataset": train.data, "device": str(dev), "stages": {
+        write_report(out, meta={"profile": profile, "dataset": data, "device": str(dev), "stages": {
             k: v for k, v in stages.items() if isinstance(v, dict) and "seconds" in v}})
 
     for name, order, fn in planned_stages(context, sections, path, report):

@@ -216,3 +216,13 @@ def test_the_trained_net_profiles_run_the_studies_of_trained_nets_only(profile, 
     names = [n for n, _, _ in planned_stages(ctx, sections, path, report=lambda: None)]
     own = ["variants"] if profile == "paper" else []  # the paper profile has its own variants section
     assert names == ["degradation", "deep-nets", "lesion", "paths", "landscape", "signal", *own, "report"]
+
+
+@pytest.mark.parametrize("profile, uses", [("cpu-approximation", False), ("cpu-depth", False), ("cpu", True),
+                                           ("cpu-variants", True), ("tiny", True)])
+def test_a_profile_of_studies_that_make_their_own_data_records_no_dataset(profile, uses):
+    from resx.config import read_experiment
+    from resx.reproduce import ReproduceSettings, profile_path, uses_dataset
+
+    settings = ReproduceSettings(**read_experiment(profile_path(profile)).get("reproduce", {}))
+    assert uses_dataset(settings) is uses

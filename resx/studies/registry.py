@@ -103,6 +103,9 @@ class Study:
     # its own small nets (approximate, depth) runs only in a profile that has its section or names it in
     # `reproduce: studies:`, so that the CIFAR profiles do not grow with every new study
     in_every_profile: bool = True
+    # whether it trains or evaluates on the profile's dataset (approximate and depth make their own data): a profile
+    # of such studies only records no dataset
+    uses_dataset: bool = True
 
     @property
     def csv_outputs(self) -> tuple[OutputFile, ...]:

@@ -39,5 +39,6 @@ STUDY = register(Study(
     settings=DepthSettings,
     stage=depth_stage,
     stage_order=75,
+    uses_dataset=False,  # its own generated data: a profile of it records no dataset
     in_every_profile=False,  # trains its own small nets: only in a profile that names it or has its section
 ))
