@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ import torch
 from resx.atomic import save_torch_atomic
 from resx.data.augment import normalize, random_crop_flip
 from resx.data.dataset import ImageData
+from resx.data.sizes import DataPlan, check_dataset_fits, imagefolder_shape
 from resx.data.sources import (
     CIFAR,
     MNIST_LIKE,
@@ -34,6 +36,9 @@ from resx.text import count
 
 DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "imagefolder:PATH", "synthetic")
 CACHE_VERSION = 1
+# (train images, test images, (C, H, W)) of the datasets whose size is fixed, to size them before they are read
+KNOWN_SIZES = {"cifar10": (50_000, 10_000, (3, 32, 32)), "cifar100": (50_000, 10_000, (3, 32, 32)),
+               "fashion-mnist": (60_000, 10_000, (1, 28, 28)), "mnist": (60_000, 10_000, (1, 28, 28))}
 
 __all__ = ["DATASET_NAMES", "ImageData", "load_dataset", "normalize", "random_crop_flip", "resolve_data_dir"]
 
@@ -121,17 +126,21 @@ def _load_cached(cache_file: Path) -> dict | None:
 
 
 def load_dataset(spec: str, data_dir: str | os.PathLike | None = None, *, cache: bool = True) -> ImageData:
-    """Load a dataset by name into CPU uint8 tensors (move it with `.to(device)`)."""
+    """Load a dataset by name into CPU uint8 tensors (move it with `.to(device)`). Its size is known before it is
+    read, and one that would not fit this machine's memory is refused in one line (resx.data.sizes)."""
     spec = spec.strip()
     root = resolve_data_dir(data_dir)
     kind = spec.split(":", 1)[0]
     augment = True
+    cache_file: Path | None = None
     if kind == "synthetic":
         options = parse_synthetic(spec)
-        train, test, classes, source = make_synthetic(**options)
-        check_classes(spec, train[1], classes)
-        return ImageData(spec, *train, *test, classes, augment=False, source=source)
-    if kind == "imagefolder":
+        reader = lambda: make_synthetic(**options)  # noqa: E731
+        augment = False
+        plan = DataPlan(options["train"], options["test"], (options["channels"], options["size"], options["size"]),
+                        "synthetic")
+        fix = "use a smaller size=..., fewer train=... or test=..."
+    elif kind == "imagefolder":
         path = spec.partition(":")[2]
         if not path:
             raise ResxError("imagefolder needs a path: imagefolder:PATH with PATH/train/<class>/* and PATH/test/<class>/*")
@@ -140,21 +149,30 @@ def load_dataset(spec: str, data_dir: str | os.PathLike | None = None, *, cache:
         key = _file_fingerprint([p for s in ("train", "test") for p, _ in files[s]])
         cache_file = root / "resx-cache" / f"imagefolder-{folder.name}-{key}.pt"
         reader = lambda: read_imagefolder(folder, files)  # noqa: E731
+        shape = imagefolder_shape(files)
+        plan = DataPlan(len(files["train"]), len(files["test"]), shape, "imagefolder") if shape else None
+        fix = "resize the images smaller, or use fewer of them"
     elif kind in CIFAR:
         reader = lambda: read_cifar(kind, root)  # noqa: E731
         folder = root / CIFAR[kind]["folder"]
-        cache_file = None
         if folder.is_dir():
             key = _file_fingerprint(sorted(folder.iterdir()))
             cache_file = root / "resx-cache" / f"{kind}-{key}.pt"
+        plan = DataPlan(*KNOWN_SIZES[kind], "cifar")
+        fix = "free memory, or use a machine with more"
     elif kind in MNIST_LIKE:
         reader = lambda: read_mnist_like(kind, root)  # noqa: E731
         augment = False  # the papers augment CIFAR only
-        cache_file = None  # IDX files read in a second; no cache needed
+        plan = DataPlan(*KNOWN_SIZES[kind], "mnist")  # IDX files read in a second; no cache needed
+        fix = "free memory, or use a machine with more"
     else:
         raise ResxError(f"unknown dataset {spec!r}; allowed: {', '.join(DATASET_NAMES)}")
 
-    cached = _load_cached(cache_file) if (cache and cache_file) else None
+    cached_file = cache_file if cache and cache_file is not None and cache_file.exists() else None
+    if plan is not None and cached_file is not None:
+        plan = replace(plan, reader="cache")
+    check_dataset_fits(spec, plan, fix)  # every dataset, before anything is decoded or allocated
+    cached = _load_cached(cached_file) if cached_file is not None else None
     if cached is not None:
         train, test, classes, source = (cached["train_images"], cached["train_labels"]), (
             cached["test_images"], cached["test_labels"]), cached["classes"], cached["source"]

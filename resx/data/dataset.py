@@ -58,7 +58,16 @@ class ImageData:
         }
 
     def to(self, device: torch.device | str) -> "ImageData":
-        """A copy with every tensor on `device` (no copy if already there)."""
+        """A copy with every tensor on `device` (no copy if already there); a GPU that cannot hold it is refused in
+        one line before anything is copied (resx.memory)."""
+        device = torch.device(device)
+        if device.type == "cuda" and self.train_images.device != device:
+            from resx.memory import check_fits
+
+            size = sum(t.nbytes for t in (self.train_images, self.train_labels, self.test_images, self.test_labels))
+            images = len(self.train_images) + len(self.test_images)
+            check_fits(f"dataset {self.name} ({images:,} images) on {device}", size,
+                       "use a smaller dataset, or --device cpu", device)
         return ImageData(
             self.name,
             self.train_images.to(device),

@@ -25,25 +25,11 @@ from resx.engine.run_checkpoint import RunCheckpoints
 from resx.engine.run_folder import (METRIC_COLUMNS, attempt_entry, check_run_folder, earlier_attempts,
                                     iteration_curve, start_folder, take_lock, update_attempt)
 from resx.errors import OutputError, ResxError, TrainingDiverged
-from resx.models import create_model, get_model_spec
+from resx.models import create_model
+from resx.models.registry import check_model_options, check_training_fits
 from resx.provenance import environment, now, provenance
 
 ProgressFn = Callable[["TrainingRun", dict[str, Any] | None], None]
-
-
-def _check_model(cfg: TrainConfig) -> None:
-    """An unknown model name, a shortcut asked of a plain net or a block of a net without that option, is reported
-    before any data is loaded."""
-    spec = get_model_spec(cfg.model)
-    if cfg.shortcut is not None and not spec.residual:
-        raise ResxError(f"--shortcut {cfg.shortcut} is for residual nets; {cfg.model} is a plain net and has no "
-                        "shortcuts (leave --shortcut out)")
-    if cfg.block is not None and "block" not in spec.options:
-        depth = spec.depth or 0
-        basic_preact = spec.family == "preact" and not (depth >= 164 and (depth - 2) % 9 == 0)
-        same = f" (it is resnet{depth} with --block full-preact already)" if basic_preact else ""
-        raise ResxError(f"--block {cfg.block} is for the CIFAR basic-block nets (resnetN, plainN) and the MLPs; "
-                        f"{cfg.model} has no block option{same}")
 
 
 class TrainingRun(RunCheckpoints):
@@ -71,7 +57,7 @@ class TrainingRun(RunCheckpoints):
         self.run_dir = Path(run_dir)
         self.name = name or self.run_dir.name
         self.resume, self.overwrite = resume, overwrite
-        _check_model(cfg)
+        check_model_options(cfg.model, shortcut=cfg.shortcut, block=cfg.block)
         resume_from, stamp = check_run_folder(self.run_dir, cfg, resume=resume, overwrite=overwrite)
         # the attempts that trained this run before (run_info.json's history); this one is added below
         self.history: list[dict[str, Any]] = earlier_attempts(self.run_dir) if resume_from is not None else []
@@ -101,6 +87,9 @@ class TrainingRun(RunCheckpoints):
         self.threads = set_cpu_threads(cfg.threads) if self.device.type == "cpu" else None  # CPU threads set
         torch.manual_seed(cfg.seed)  # the initial weights; training's own draws come from the step's generator
         self.data = self._data_on_device(data)
+        # weights, gradients, momentum and a batch's activations that cannot fit are refused before the net is built
+        check_training_fits(cfg.model, {**self.data.model_options, **cfg.model_options()},
+                            tuple(self.data.train_images.shape[1:]), cfg.batch_size, self.device)
         # CUDA: this run's own stream (see train_many); None elsewhere
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         memory_before = self._reset_memory_stats()

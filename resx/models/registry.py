@@ -39,7 +39,9 @@ class ModelSpec:
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, **overrides: Any) -> BlockNet:
+    def builder_kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The builder's keyword arguments for these options (None ones dropped; zero_init_residual, an
+        initialisation rather than a shape, left out); an option the model does not have is refused."""
         allowed = set(DATA_OPTIONS) | set(self.options) | {"zero_init_residual"}
         unknown = sorted(set(overrides) - allowed)
         if unknown:
@@ -47,8 +49,22 @@ class ModelSpec:
                 f"model {self.name!r} has no option {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
             )
         kwargs = {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
-        zero_init = kwargs.pop("zero_init_residual", False)  # an initialisation of any net: applied after building
+        kwargs.pop("zero_init_residual", None)
+        return kwargs
+
+    def at_depth(self, depth: int) -> "ModelSpec":
+        """The spec of the same family at another depth (the name's first number: resnet1202 -> resnet8,
+        resnext29_8x64d -> resnext11_8x64d)."""
+        return get_model_spec(re.sub(r"\d+", str(depth), self.name, count=1))
+
+    def build(self, **overrides: Any) -> BlockNet:
+        from resx.models.footprint import check_weights_fit
+
+        kwargs = self.builder_kwargs(overrides)
+        # an initialisation of any net, not a shape: applied after building
+        zero_init = bool({**self.defaults, **overrides}.get("zero_init_residual"))
         try:
+            check_weights_fit(self, kwargs)  # every net, before it is built: weights that cannot fit are refused
             net = self.builder(**kwargs)
             if zero_init:
                 net.zero_init_residual()
@@ -198,6 +214,34 @@ def create_model(name: str, **overrides: Any) -> BlockNet:
     model_name is the base name and its model_options hold both, so that a checkpoint rebuilds it."""
     base, options = split_model_name(name)
     return get_model_spec(base).build(**merge_name_options(name, options, overrides))
+
+
+def check_training_fits(name: str, overrides: dict[str, Any], input_shape: tuple[int, ...], batch_size: int,
+                        device: Any) -> Any:
+    """Refuse, before the net is built, a training run of `name` (options in the name too) with `overrides` whose
+    weights, gradients, momentum and a batch's activations would not fit `device` (resx.models.footprint)."""
+    from resx.models.footprint import check_training_fits as check
+    from resx.models.variants import merge_name_options, split_model_name
+
+    base, options = split_model_name(name)
+    spec = get_model_spec(base)
+    return check(spec, spec.builder_kwargs(merge_name_options(name, options, overrides)), input_shape, batch_size,
+                 device)
+
+
+def check_model_options(name: str, *, shortcut: str | None = None, block: str | None = None) -> None:
+    """An unknown model name, a shortcut asked of a plain net or a block of a net without that option: one line,
+    before any data is loaded or any net is built."""
+    spec = get_model_spec(name)
+    if shortcut is not None and not spec.residual:
+        raise ResxError(f"--shortcut {shortcut} is for residual nets; {name} is a plain net and has no "
+                        "shortcuts (leave --shortcut out)")
+    if block is not None and "block" not in spec.options:
+        depth = spec.depth or 0
+        basic_preact = spec.family == "preact" and not (depth >= 164 and (depth - 2) % 9 == 0)
+        same = f" (it is resnet{depth} with --block full-preact already)" if basic_preact else ""
+        raise ResxError(f"--block {block} is for the CIFAR basic-block nets (resnetN, plainN) and the MLPs; "
+                        f"{name} has no block option{same}")
 
 
 def twin_name(name: str) -> str:

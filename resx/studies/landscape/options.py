@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resx.errors import ResxError
-from resx.studies.landscape.declare import DIMS, DIRECTIONS, NORMS
+from resx.studies.landscape.declare import DEFAULT_SAMPLES, DIMS, DIRECTIONS, NORMS
 
 
 def check_int(value: Any, option: str, low: int) -> int:
@@ -88,8 +88,42 @@ def check_options(*, dims: Any, span: Any, points: Any, samples: Any, directions
     samples = None if samples is None else check_int(samples, "--samples", 1)
     batch_size = None if batch_size is None else check_int(batch_size, "--batch-size", 1)
     seed = check_int(seed, "--seed", 0)
+    shard = parse_shard(shard)
+    check_plan(int(dims), points, samples, shard)
     return LandscapeOptions(int(dims), parse_span(span), points, samples, directions, norm, bool(bn_recalibrate),
-                            parse_shard(shard), seed, batch_size)
+                            shard, seed, batch_size)
+
+
+# The most grid points one process measures per net: 201 x 201, 16 times Li et al.'s densest grid (51 x 51), hours
+# on a GPU and days on a CPU (a point is 1,024 to 8,192 forward passes). A larger grid is measured in slices on
+# several processes or machines (--shard I/N, resumable into one --out), not refused outright: the cap is per shard.
+MAX_POINTS = 201 * 201
+GRID_POINT_BYTES = 200  # one grid point's (p, x, y) tuple in the list of the whole grid, built before sharding
+
+
+def describe_plan(dims: int, points: int, samples: int | None) -> str:
+    """'21 x 21 = 441 points x 1,024 images per net' (the images: --samples, or the defaults)."""
+    grid = points ** dims
+    images = f"{samples:,}" if samples else " or ".join(f"{n:,} ({d})" for d, n in DEFAULT_SAMPLES.items())
+    axes = " x ".join([f"{points:,}"] * dims)
+    return f"{axes + ' = ' if dims > 1 else ''}{grid:,} points x {images} images per net"
+
+
+def check_plan(dims: int, points: int, samples: int | None, shard: tuple[int, int]) -> None:
+    """Refuse, in one line and before anything is loaded, a grid whose list would not fit in memory, and one with
+    more than MAX_POINTS points for this process (this shard) to measure per net."""
+    from resx.memory import check_fits
+
+    grid = points ** dims
+    plan = describe_plan(dims, points, samples)
+    check_fits(f"the landscape grid of {grid:,} points ({' x '.join([f'{points:,}'] * dims)})", grid * GRID_POINT_BYTES,
+               "use fewer --points")
+    mine = -(-grid // shard[1])  # the largest shard's points
+    if mine > MAX_POINTS:
+        sliced = f" in {shard[1]:,} shards is {mine:,} points per shard," if shard[1] > 1 else ""
+        raise ResxError(f"landscape: {plan}{sliced} over the {MAX_POINTS:,} (201 x 201) one process measures per "
+                        f"net; use fewer --points, or split the grid into at least {-(-grid // MAX_POINTS):,} shards "
+                        f"with --shard I/N (each its own process, into the same --out)")
 
 
 # --- the grid -----------------------------------------------------------------------------------------------------
