@@ -19,8 +19,8 @@ from rich.table import Table
 from resx.atomic import check_output_file, check_output_folder
 from resx.errors import ResxError
 from resx.cli_common import (
-    ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, LogEveryOpt, QuietOpt, RunProgress, SeedOpt, console, err_console,
-    pct, user_errors,
+    Column, ConfigOpt, DataDirOpt, DataOpt, DeviceOpt, LogEveryOpt, QuietOpt, RunProgress, SeedOpt, console,
+    err_console, fitted_table, pct, user_errors,
 )
 from resx.options import check_numbers, float_list
 from resx.studies.degradation.command import show_degradation
@@ -211,12 +211,11 @@ def show_run_summary(run: Any) -> None:
         return
     last = run.metrics[-1]
     best = min(m["test_error"] for m in run.metrics)
-    table = Table(title=f"{run.config.model} on {run.config.data} (seed {run.config.seed})")
-    for col in ("epochs", "iterations", "train err", "test err", "best test", "img/s"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_row(str(last["epoch"]), f"{last['iteration']:,}", pct(last["train_error"]), pct(last["test_error"]),
-                  pct(best), f"{last['images_per_second']:,.0f}")
-    console.print(table)
+    columns = [Column("epochs", "ep", drop=4), Column("iterations", "iters", drop=5), Column("train err", "train"),
+               Column("test err", "test"), Column("best test", "best", drop=3), Column("img/s", drop=2)]
+    console.print(fitted_table(f"{run.config.model} on {run.config.data} (seed {run.config.seed})", columns, [[
+        last["epoch"], f"{last['iteration']:,}", pct(last["train_error"]), pct(last["test_error"]), pct(best),
+        f"{last['images_per_second']:,.0f}"]]))
     console.print(f"on {run.env.get('device_name', '')}; one iteration = one batch of {run.config.batch_size}; "
                   f"results in [bold]{run.run_dir}[/]")
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.console import Console
 
-from resx.errors import ResxError
+from resx.errors import ResxError, interrupt_note
 from resx.text import reason
 
 console = Console()
@@ -48,12 +48,16 @@ def user_errors(fn: Callable) -> Callable:
         except ResxError as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(getattr(e, "exit_code", 1)) from None
-        except Terminated:
+        except Terminated as e:
+            # a study that keeps what it finished, or starts over, says which (resx.studies.resume)
+            note = interrupt_note(e) or "run the same command again to continue"
             err_console.print("[bold red]error:[/] stopped by SIGTERM (outside training, where nothing was left "
-                              "half-written); run the same command again to continue", highlight=False, soft_wrap=True)
+                              f"half-written); {note}", highlight=False, soft_wrap=True)
             raise typer.Exit(143) from None
-        except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/]")
+        except KeyboardInterrupt as e:
+            note = interrupt_note(e)
+            err_console.print("[bold red]interrupted[/]" + (f"; {note}" if note else ""), highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(130) from None
         except Exception as e:  # CUDA OOM outside the places that already explain it
             if type(e).__name__ == "OutOfMemoryError":
@@ -215,3 +219,74 @@ class CountingProgress:
         if label not in self.tasks:
             self.tasks[label] = self.bar.add_task(label, total=total)
         self.bar.update(self.tasks[label], completed=done)
+
+
+# --- tables that read at any width ---------------------------------------------------------------------------------
+class Column:
+    """A column of `fitted_table`: its header, a shorter one for narrow terminals, and how readily it goes.
+
+    drop: 0 for the table's key columns (always shown); columns with a higher number are left out first when the
+          table does not fit the terminal, with a caption naming them.
+    text: free text (a description, a note), which may wrap; every other cell (names, numbers) is shown whole."""
+
+    def __init__(self, header: str, short: str | None = None, *, drop: int = 0, justify: str = "right",
+                 text: bool = False) -> None:
+        self.header, self.short, self.drop, self.justify, self.text = header, short or header, drop, justify, text
+
+
+def fitted_table(title: str | None, columns: list[Column], rows: list[list[Any]], *, width: int | None = None,
+                 **table_options: Any) -> Any:
+    """A rich Table whose headers, names and numbers are never cut at the console's width: full headers where they
+    fit, else short ones (those saving most first); where even all short ones do not fit, the columns of highest
+    `drop` are left out (a caption names them). Only free-text columns wrap. Cells are shown as plain text."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    width = width or console.width
+    rows = [["-" if cell is None else str(cell) for cell in row] for row in rows]
+
+    def need(i: int, header: str) -> int:
+        if columns[i].text:  # wraps between words: its longest word
+            return max([cell_len(word) for text in (header, *(r[i] for r in rows)) for word in text.split()] or [1])
+        return max([cell_len(header), *(cell_len(r[i]) for r in rows)])
+
+    probe = Table(**table_options)
+    _, right, _, left = probe.padding
+
+    def header(i: int, short: set[int]) -> str:
+        return columns[i].short if i in short else columns[i].header
+
+    def total(shown: list[int], short: set[int]) -> int:
+        chrome = len(shown) * (left + right) - (0 if probe.pad_edge else left + right)
+        chrome += ((2 if probe.show_edge else 0) + len(shown) - 1) if probe.box else 0
+        return chrome + sum(need(i, header(i, short)) for i in shown)
+
+    def shortened(shown: list[int]) -> set[int]:
+        """The fewest short headers that make `shown` fit (those saving most first); all of them if none do."""
+        short: set[int] = set()
+        for i in sorted(shown, key=lambda i: need(i, columns[i].short) - need(i, columns[i].header)):
+            if total(shown, short) <= width:
+                break
+            short.add(i)
+        return short
+
+    shown = list(range(len(columns)))
+    while total(shown, shortened(shown)) > width:
+        optional = [i for i in shown if columns[i].drop]
+        if not optional:
+            break  # the key columns alone are wider than the terminal
+        shown.remove(max(optional, key=lambda i: (columns[i].drop, i)))
+    short = shortened(shown)
+    table = Table(title=title, **table_options)
+    for i in shown:
+        column = columns[i]
+        table.add_column(header(i, short), justify=column.justify, no_wrap=not column.text,
+                         overflow="fold" if column.text else "ellipsis",
+                         min_width=None if column.text else need(i, header(i, short)))
+    for row in rows:
+        table.add_row(*(Text(row[i]) for i in shown))
+    left_out = [columns[i].header for i in range(len(columns)) if i not in shown]
+    if left_out:
+        table.caption = f"left out at {width} columns: {', '.join(left_out)}"
+    return table

@@ -29,3 +29,13 @@ class OutputError(ResxError):
     """A file could not be written (a full disk, a quota, permissions taken away mid-run): a fault outside the
     user's input, shown as one line naming the file and the cause. A training run marks itself `failed` (where its
     run_info.json can still be written) and keeps its last good checkpoint (every file is written atomically)."""
+
+
+def note_interrupt(exc: BaseException, note: str) -> None:
+    """Attach to a KeyboardInterrupt (Ctrl-C, or SIGTERM outside training) what the interrupted command kept and
+    what running it again does; the CLI prints it in the interruption's one line."""
+    exc.resx_note = note  # type: ignore[attr-defined]
+
+
+def interrupt_note(exc: BaseException) -> str | None:
+    return getattr(exc, "resx_note", None)

@@ -324,3 +324,20 @@ def test_cli_fresh_batchnorm_net_with_eight_samples(tmp_path):
                                          "--points", "2", "--data", TINY, "--device", "cpu", "--out",
                                          str(tmp_path / "o")])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("runs, extra, message", [
+    (["a", "b", "c"], [], "--directions interpolate takes two runs (from and to) or one with --init; got 3"),
+    (["a"], [], "--directions interpolate takes two runs (from and to) or one with --init; got 1"),
+    (["a", "b"], ["--init"], "--directions interpolate with --init takes one run (the line from its fresh net to "
+                             "it); got 2"),
+])
+def test_interpolate_names_the_number_of_runs_before_anything_is_loaded(tmp_path, runs, extra, message):
+    from resx.cli import app
+
+    # runs that do not exist and a dataset that is not there: the number of runs is what is wrong first
+    result = CliRunner().invoke(app, ["landscape", *runs, *extra, "--directions", "interpolate", "--data", "cifar10",
+                                      "--device", "cpu", "--out", str(tmp_path / "o")])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0] == f"error: {message}"

@@ -249,3 +249,50 @@ def test_plotting_never_imports_torch_typer_or_rich(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (results / "REPORT.md").is_file()
+
+
+def test_legends_name_only_what_was_drawn(tmp_path, monkeypatch):
+    """A run, a method or a kind of net with no numbers (not run, diverged to NaN) gets no legend entry, and a key
+    to a mark (downsampling block, ± 1 std, training error) only comes with such a mark."""
+    from resx.plots import style
+
+    results = write_example_results(tmp_path / "results")
+    nothing = "resnet20-stochastic-depth"
+    for name in ("lesion_single.csv", "lesion_delete_k.csv", "lesion_swap.csv"):
+        frame = pd.read_csv(results / "lesion" / name)
+        frame.loc[frame["run"] == nothing, "test_error"] = np.nan
+        if name == "lesion_single.csv":
+            frame["downsampling"] = False
+        if name == "lesion_delete_k.csv":
+            frame = frame[frame["draw"] == 0]  # one draw: no spread to key
+        frame.to_csv(results / "lesion" / name, index=False)
+    bench = pd.read_csv(results / "bench" / "bench.csv")
+    bench.loc[bench["method"] == "cuda_graph_bf16", "images_per_second"] = np.nan
+    bench.to_csv(results / "bench" / "bench.csv", index=False)
+    for name, columns in (("curves.csv", ["train_error", "test_error"]),
+                          ("summary.csv", ["final_train_error_mean", "final_test_error_mean"])):
+        frame = pd.read_csv(results / "degradation" / name)
+        frame.loc[~frame["residual"], columns] = np.nan  # the plain nets diverged from the start
+        frame.to_csv(results / "degradation" / name, index=False)
+    blocks = pd.read_csv(results / "paths" / "block_gradients.csv")
+    blocks.loc[blocks["run"] == "plain20", "grad_norm"] = np.nan
+    blocks.to_csv(results / "paths" / "block_gradients.csv", index=False)
+
+    legends: dict[str, list[list[str]]] = {}
+
+    def capture(fig, folder, stem, formats):
+        found = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
+        legends[stem] = [[t.get_text() for t in legend.get_texts()] for legend in found if legend is not None]
+        return []
+
+    monkeypatch.setattr(style, "save_figure", capture)
+    plot_results(results, formats=("png",))
+    assert legends["lesion_single"] == [["resnet20", "no block deleted"]]
+    # no baseline_error column in this CSV: no baseline drawn, so no key to it
+    assert [text.split(" (")[0] for text in legends["lesion_delete_k"][0]] == ["resnet20", "Veit et al. 2016"]
+    assert legends["lesion_swap"] == [["resnet20 (mean ± std per swap count)"]]
+    assert legends["bench"] == [["eager", "cuda_graph"]]
+    assert len(legends["degradation_curves"]) == 1  # the residual panel's; the plain panel says "no plain runs"
+    assert not any("plain" in text for text in legends["degradation_curves"][0])
+    assert not any("plain" in text for text in legends["error_vs_depth"][0])
+    assert not any("plain20" in text for text in legends["block_gradients"][0])

@@ -124,3 +124,58 @@ def _small_png(data: bytes) -> bytes:
         small, format="PNG", optimize=True, dpi=(DPI, DPI))
     return small.getvalue() if small.tell() < len(data) else data
 
+
+
+# --- legends: only what was drawn -------------------------------------------------------------------------------------
+def _drew(artist, ax) -> bool:
+    """Whether `artist` put anything on `ax`: a point with finite coordinates (positive ones on a log axis), a bar of
+    finite length. Artists of other kinds count as drawn."""
+    import numpy as np
+    from matplotlib.collections import Collection
+    from matplotlib.container import BarContainer, ErrorbarContainer
+    from matplotlib.lines import Line2D
+
+    def finite(xy) -> bool:
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        ok = np.isfinite(xy).all(axis=1)
+        if ax.get_xscale() == "log":
+            ok &= xy[:, 0] > 0
+        if ax.get_yscale() == "log":
+            ok &= xy[:, 1] > 0
+        return bool(ok.any())
+
+    if isinstance(artist, ErrorbarContainer):
+        line = artist.lines[0]
+        return line is None or _drew(line, ax)
+    if isinstance(artist, BarContainer):
+        return any(np.isfinite([p.get_width(), p.get_height()]).all() for p in artist.patches)
+    if isinstance(artist, Line2D):
+        return finite(artist.get_xydata())
+    if isinstance(artist, Collection):
+        offsets = artist.get_offsets()
+        if len(offsets):
+            return finite(offsets)
+        return any(finite(path.vertices) for path in artist.get_paths())
+    return True
+
+
+def drawn_entries(*axes) -> tuple[list, list[str]]:
+    """The legend entries (handles, labels) of what `axes` drew, each label once, in order: a run or a study whose
+    numbers are all missing (not run, no rows, diverged to NaN) gets no entry beside nothing."""
+    handles: list = []
+    labels: list[str] = []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels and _drew(handle, ax):
+                handles.append(handle)
+                labels.append(label)
+    return handles, labels
+
+
+def put_legend(target, handles: Sequence, labels: Sequence[str] | None = None, **kwargs):
+    """`target.legend(handles, labels, **kwargs)` (an Axes or a Figure), or no legend when there is nothing to name.
+    Labels default to the handles' own."""
+    if not handles:
+        return None
+    labels = list(labels) if labels is not None else [h.get_label() for h in handles]
+    return target.legend(list(handles), labels, **kwargs)

@@ -69,25 +69,19 @@ def _mean_range(row: "pd.Series", column: str) -> str:
 
 
 def _table(summary: "pd.DataFrame", info: dict):
-    from rich.table import Table
-
     from rich import box
 
-    from resx.cli_common import console
+    from resx.cli_common import Column, console, fitted_table
 
-    wide = console.width >= 120  # below: no params column, light borders, to fit 80 columns
-    table = Table(title=f"approximate: {info.get('task' if wide else 'task_name', '')} ({info['recipe']['steps']} "
-                        f"Adam steps, {info['recipe']['batch'].split(' (')[0]})",
-                  box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, show_edge=wide, padding=(0, 1) if wide else (0, 0))
+    wide = console.width >= 120  # below: light borders and the task's short name, to fit 80 columns
     tag = f"r{RADII[-1]:g}"
-    for col in ("model", "depth", "params", "train %", "test %", "far %", "reach", "const"):
-        if col == "params" and not wide:
-            continue
-        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True,
-                         min_width=len(col) if col in ("reach", "const") else None)
-    for _, r in summary.iterrows():
-        table.add_row(str(r["label"]), str(r["depth"]), *([str(r["params"])] if wide else []),
-                      _mean_range(r, "train_accuracy"), _mean_range(r, "test_accuracy"),
-                      _mean_range(r, "far_class1_share"), f"{r.get(f'reached_{tag}', '-')}/{r['seeds']}",
-                      f"{r.get('constant', '-')}/{r['seeds']}")
-    return table
+    # narrow terminals keep each net (model, depth) with its test accuracy and far share; the rest goes
+    columns = [Column("model", justify="left"), Column("depth"), Column("params", drop=5), Column("train %", drop=2),
+               Column("test %"), Column("far %"), Column("reach", drop=3), Column("const", drop=4)]
+    rows = [[r["label"], r["depth"], r["params"], _mean_range(r, "train_accuracy"), _mean_range(r, "test_accuracy"),
+             _mean_range(r, "far_class1_share"), f"{r.get(f'reached_{tag}', '-')}/{r['seeds']}",
+             f"{r.get('constant', '-')}/{r['seeds']}"] for _, r in summary.iterrows()]
+    return fitted_table(f"approximate: {info.get('task' if wide else 'task_name', '')} ({info['recipe']['steps']} "
+                        f"Adam steps, {info['recipe']['batch'].split(' (')[0]})", columns, rows,
+                        box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, show_edge=wide,
+                        padding=(0, 1) if wide else (0, 0))

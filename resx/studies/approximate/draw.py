@@ -207,9 +207,11 @@ def _band(ax, frame: pd.DataFrame, column: str, scale: float = 100.0) -> list:
 def _band_handles(ax, seeds: int, extra: list | None = None) -> list:
     from matplotlib.patches import Patch
 
-    handles, _ = ax.get_legend_handles_labels()
-    return handles + [Patch(color="0.5", alpha=0.3, linewidth=0, label=f"band: min-max over {seeds} seeds; line: mean")] \
-        + (extra or [])
+    handles, _ = style.drawn_entries(ax)
+    if not handles:  # no net drawn: no key to its marks either
+        return []
+    band = [Patch(color="0.5", alpha=0.3, linewidth=0, label=f"band: min-max over {seeds} seeds; line: mean")]
+    return handles + (band if seeds > 1 else []) + (extra or [])
 
 
 def draw_accuracy(results: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[Path]:
@@ -234,7 +236,7 @@ def draw_accuracy(results: pd.DataFrame, folder: Path, formats: Iterable[str]) -
                             label="a constant (the larger class's share)")]
         axes[0].set_ylabel("accuracy (%)")
         axes[0].set_ylim(top=101)
-        fig.legend(handles=_band_handles(axes[0], seeds, extra), loc="outside lower center", ncol=3, fontsize=6)
+        style.put_legend(fig, _band_handles(axes[0], seeds, extra), loc="outside lower center", ncol=3, fontsize=6)
         fig.suptitle(f"Narrow nets against one-neuron ResNets on {task} ({PAPER})", fontsize=8)
         return style.save_figure(fig, folder, "approximation_accuracy", formats)
 
@@ -268,7 +270,7 @@ def draw_far(results: pd.DataFrame, folder: Path, formats: Iterable[str]) -> lis
         axes[0].set_ylim(-3, 103)
         extra = [Line2D([], [], color="0.3", linestyle=":", marker="x", markersize=3,
                         label="nets whose class 1 reaches the circle (% of seeds)")] if margins[0] is not None else []
-        fig.legend(handles=_band_handles(axes[0], seeds, extra), loc="outside lower center", ncol=3, fontsize=6)
+        style.put_legend(fig, _band_handles(axes[0], seeds, extra), loc="outside lower center", ncol=3, fontsize=6)
         fig.suptitle("Far outside the data: the share of each circle put in class 1 (solid lines)\nTheory: every "
                      "class-1 region of a ReLU net of width <= d is unbounded; a one-neuron ResNet's need not be",
                      fontsize=7)
@@ -294,9 +296,10 @@ def draw_loss(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> lis
             ax.set_xlabel("step (Adam update)")
             ax.set_title(label, fontsize=7)
         axes[0].set_ylabel("training loss (cross-entropy)")
-        legend = {n: h for ax in axes for h, n in zip(*ax.get_legend_handles_labels())}  # every depth, once
+        legend = dict(zip(*reversed(style.drawn_entries(*axes))))  # every depth drawn, once
         names = sorted(legend, key=lambda n: int(n.split()[-1]))
-        fig.legend([legend[n] for n in names], names, loc="outside lower center", ncol=min(6, len(names)), fontsize=6)
+        style.put_legend(fig, [legend[n] for n in names], names, loc="outside lower center",
+                         ncol=max(1, min(6, len(names))), fontsize=6)
         fig.suptitle(f"Training loss, seed {seed} (lr / 10 at 50% and 75% of the steps; floored at 1e-6)", fontsize=7)
         return style.save_figure(fig, folder, "approximation_loss", formats)
 

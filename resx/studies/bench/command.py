@@ -36,16 +36,18 @@ def bench_command() -> Callable[..., Any]:
     ) -> None:
         """Training images/s: the common recipe (DataLoader + PIL, eager fp32) vs resx's engine, on this device."""
         from resx.studies.bench.compute import BenchSettings, run_bench
+        from resx.studies.resume import starts_over
 
         check_numbers(locals())
         check_output_folder(out)
         settings = BenchSettings(models=[m for m in models.split(",") if m], batch_size=batch_size, seconds=seconds,
                                  concurrency=concurrency, methods=tuple(m for m in methods.split(",") if m),
                                  workers=workers, rounds=rounds, threads=threads).validate()
-        frame = run_bench(settings, data=data, data_dir=str(data_dir) if data_dir else None, device=device,
-                          seed=seed or 0, out=out, say=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
-                          on_row=lambda r: console.print(f"{r['model']:>10} {r['method']:<16} "
-                                                         f"{r['images_per_second']:>8,.0f} img/s", highlight=False))
+        with starts_over("bench"):  # its timings are written at the end, all together
+            frame = run_bench(settings, data=data, data_dir=str(data_dir) if data_dir else None, device=device,
+                              seed=seed or 0, out=out, say=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+                              on_row=lambda r: console.print(f"{r['model']:>10} {r['method']:<16} "
+                                                             f"{r['images_per_second']:>8,.0f} img/s", highlight=False))
         show_bench_table(frame, batch_size)
         console.print(f"results in [bold]{out}[/] (bench.csv, bench_rounds.csv, bench_info.json, bench.png)")
 
@@ -55,21 +57,20 @@ def bench_command() -> Callable[..., Any]:
 def show_bench_table(frame: Any, batch_size: int) -> None:
     """bench.csv as a table that fits 80 columns: median images/s, the rounds' spread (half the range, in % of the
     median), GFLOP/s and the ratio to the common recipe."""
-    from rich.table import Table
+    from resx.cli_common import Column, console, fitted_table
 
-    from resx.cli_common import console
-
-    table = Table(title=f"training images/s, batch {batch_size}\n{frame['device_name'].iloc[0]}")
-    for col in ("model", "method", "img/s", "spread", "GFLOP/s", "% peak", "vs common"):
-        table.add_column(col, justify="left" if col in ("model", "method") else "right")
+    columns = [Column("model", justify="left"), Column("method", justify="left"), Column("img/s"),
+               Column("spread", drop=3), Column("GFLOP/s", drop=4), Column("% peak", drop=2),
+               Column("vs common", "vs rec.", drop=1)]
     common = frame[frame["method"] == "common-recipe"].set_index("model")["images_per_second"]
+    rows = []
     for r in frame.itertuples():
         method = r.method.replace("resx-concurrent", "resx x") + (f"{r.concurrency}" if r.concurrency > 1 else "")
         ratio = f"{r.images_per_second / common[r.model]:.2f}x" if r.model in common.index else ""
-        table.add_row(r.model, method, f"{r.images_per_second:,.0f}",
-                      f"±{50 * (r.images_per_second_max - r.images_per_second_min) / r.images_per_second:.0f}%",
-                      f"{r.gflops:,.0f}",
-                      f"{100 * r.fraction_of_peak:.1f}", ratio)
-    console.print(table)
+        rows.append([r.model, method, f"{r.images_per_second:,.0f}",
+                     f"±{50 * (r.images_per_second_max - r.images_per_second_min) / r.images_per_second:.0f}%",
+                     f"{r.gflops:,.0f}", f"{100 * r.fraction_of_peak:.1f}", ratio])
+    console.print(fitted_table(f"training images/s, batch {batch_size}\n{frame['device_name'].iloc[0]}", columns,
+                               rows))
     console.print("GFLOP/s: 6 x forward multiply-accumulates per image; % peak: of a large matmul in the method's "
                   "precision on this device.", style="dim")

@@ -54,7 +54,7 @@ def draw_bench(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> lis
         ax.set_xlim(0, top * 1.15)
         ax.set_xlabel("training speed (images / s)")
         ax.grid(axis="y", visible=False)
-        ax.legend(loc="lower right", title="method", title_fontsize=7)
+        style.put_legend(ax, style.drawn_entries(ax)[0], loc="lower right", title="method", title_fontsize=7)
         batches = sorted(frame["batch_size"].dropna().astype(int).unique())
         if len(batches) == 1:
             ax.set_title(f"training throughput, batch {batches[0]}")

@@ -59,20 +59,17 @@ def degradation_command() -> Callable[..., Any]:
 
 def show_degradation(result: Any) -> None:
     """The grid's summary table and verdicts on the console (`resx compare-plain`, `resx demo`)."""
-    from rich.table import Table
+    from resx.cli_common import Column, console, fitted_table
 
-    from resx.cli_common import console
-
-    summary = result.summary
-    table = Table(title="Degradation: final error, mean±std over seeds (plain nets first)")
-    for col in ("model", "depth", "params", "seeds", "train err %", "test err %", "best test %"):
-        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
-    for row in summary.itertuples():
-        table.add_row(row.model, str(row.depth), f"{row.params / 1e6:.2f}M", str(row.seeds),
-                      f"{100 * row.final_train_error_mean:.2f}±{100 * row.final_train_error_std:.2f}",
-                      f"{100 * row.final_test_error_mean:.2f}±{100 * row.final_test_error_std:.2f}",
-                      f"{100 * row.best_test_error_mean:.2f}")
-    console.print(table)
+    # narrow terminals keep each net and its final training error (the degradation problem's number)
+    columns = [Column("model", justify="left"), Column("depth", drop=3), Column("params", drop=4),
+               Column("seeds", drop=5), Column("train err %", "train %"), Column("test err %", "test %", drop=1),
+               Column("best test %", "best %", drop=2)]
+    console.print(fitted_table("Degradation: final error, mean±std over seeds (plain nets first)", columns, [
+        [row.model, row.depth, f"{row.params / 1e6:.2f}M", row.seeds,
+         f"{100 * row.final_train_error_mean:.2f}±{100 * row.final_train_error_std:.2f}",
+         f"{100 * row.final_test_error_mean:.2f}±{100 * row.final_test_error_std:.2f}",
+         f"{100 * row.best_test_error_mean:.2f}"] for row in result.summary.itertuples()]))
     for line in result.verdict:
         console.print(line)
     info = result.info

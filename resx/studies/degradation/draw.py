@@ -180,17 +180,19 @@ def curves_figure(curves: pd.DataFrame, iterations: pd.DataFrame | None = None):
             else:
                 line(mean["iteration"], mean["train_error"], color=color, linestyle="--", linewidth=1.0)
             line(mean["iteration"], mean["test_error"], color=color, linestyle="-", linewidth=MEAN_WIDTH)
-            handles.append((int(depth), Line2D([], [], color=color, linewidth=MEAN_WIDTH,
-                                               label=_label(residual, int(depth), model, several_families))))
+            if np.isfinite(pd.to_numeric(runs["test_error"], errors="coerce").to_numpy(dtype=float)).any():
+                handles.append((int(depth), Line2D([], [], color=color, linewidth=MEAN_WIDTH,
+                                                   label=_label(residual, int(depth), model, several_families))))
         handles = [h for _, h in sorted(handles, key=lambda item: item[0], reverse=True)]  # deepest first
         train_label = "training error" if fine is None else "training error (window of batches)"
-        handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=1.0, label=train_label),
-                    Line2D([], [], color="0.3", linestyle="-", linewidth=MEAN_WIDTH, label="test error")]
-        if most_seeds > 1:
+        if handles:  # the keys to the line styles, only beside a net that was drawn
+            handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=1.0, label=train_label),
+                        Line2D([], [], color="0.3", linestyle="-", linewidth=MEAN_WIDTH, label="test error")]
+        if handles and most_seeds > 1:
             handles += [Line2D([], [], color="0.3", linewidth=SEED_WIDTH, alpha=SEED_ALPHA, label="thin: one seed"),
                         Line2D([], [], color="0.3", linewidth=MEAN_WIDTH, label="bold: mean over seeds")]
         # below the panel: inside, it would cover the early curves that run off the top
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, handlelength=2.2)
+        style.put_legend(ax, handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, handlelength=2.2)
         ax.set_title(title)
         ax.set_xlabel(_iteration_label(curves))
         if means["iteration"].max() >= 10_000:
@@ -244,9 +246,10 @@ def draw_error_vs_depth(summary: pd.DataFrame, folder: Path, formats: Iterable[s
             ax.set_xticks(depths)
             ax.set_ylim(bottom=0)
         axes[0].set_ylabel("error (%)")
-        handles, labels = axes[1].get_legend_handles_labels()  # the test panel has every series
+        handles, labels = style.drawn_entries(axes[1], axes[0])  # the series drawn, in either panel
         order = sorted(range(len(labels)), key=lambda i: ("et al." in labels[i], i))  # resx first, papers after
-        fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside lower center", ncol=4)
+        style.put_legend(fig, [handles[i] for i in order], [labels[i] for i in order], loc="outside lower center",
+                         ncol=4)
         return style.save_figure(fig, folder, "error_vs_depth", formats)
 
 

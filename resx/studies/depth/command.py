@@ -50,9 +50,7 @@ def depth_command() -> Callable[..., Any]:
 
 
 def _show(result: Any, target: str) -> None:
-    from rich.table import Table
-
-    from resx.cli_common import console
+    from resx.cli_common import Column, console, fitted_table
     from resx.studies.depth import draw, summary
     from resx.studies.depth.declare import FOUND_RELATIVE_MSE, PARITY_SOLVED_ERROR
 
@@ -64,12 +62,10 @@ def _show(result: Any, target: str) -> None:
     nets = summary.per_net(fit[fit["target"] == target]) if fit is not None else None
     if nets is not None and len(nets):
         what = "k" if target == "sawtooth" else "n"
-        table = Table(title=f"depth: {target}, nets that found it (over {what} and seeds)")
-        for col in ("net", "budget", "params", "found", f"largest {what}"):
-            table.add_column(col, justify="left" if col == "net" else "right", no_wrap=True)
-        for r in nets.itertuples():
-            table.add_row(r.label, str(r.budget), str(r.params), f"{r.found}/{r.nets}", str(r.largest or "-"))
-        console.print(table)
+        columns = [Column("net", justify="left"), Column("budget", drop=2), Column("params", drop=1),
+                   Column("found"), Column(f"largest {what}", f"max {what}", drop=3)]
+        console.print(fitted_table(f"depth: {target}, nets that found it (over {what} and seeds)", columns, [
+            [r.label, r.budget, r.params, f"{r.found}/{r.nets}", r.largest or "-"] for r in nets.itertuples()]))
         rule = (f"test MSE <= {FOUND_RELATIVE_MSE:g} x Var(target)" if target == "sawtooth"
                 else f"test error <= {100 * PARITY_SOLVED_ERROR:g}%")
         console.print(f"[dim]found: {rule}; largest {what}: the largest {what} found by most seeds, every smaller "

@@ -113,10 +113,9 @@ def _depth_colors(frame: pd.DataFrame) -> dict:
 
 def _legend(fig, ax, title: str, ncols: int = 4) -> None:
     """One legend for the whole figure, under the panels (so that it never covers a line or the title)."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(handles)), fontsize=6,
-                   title=title, title_fontsize=6)
+    handles, labels = style.drawn_entries(ax)
+    style.put_legend(fig, handles, labels, loc="outside lower center", ncols=max(1, min(ncols, len(handles))),
+                     fontsize=6, title=title, title_fontsize=6)
 
 
 def _budget_axis(ax, values) -> None:

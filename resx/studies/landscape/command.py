@@ -61,22 +61,22 @@ def landscape_command() -> Callable[..., Any]:
 
 def show_result(result: Any) -> None:
     """The surfaces' numbers on the console (`resx landscape`)."""
-    from rich.table import Table
-
-    from resx.cli_common import console
+    from resx.cli_common import Column, console, fitted_table
 
     info = result.info
-    table = Table(title=f"loss landscape (Li et al. 2018): {info.get('samples')} training images per point, "
-                        f"{info.get('device_name', info.get('device'))}, {info.get('precision')}")
-    for col in ("run", "shortcuts", "points", "centre", "edge", "convex", "roughness", "s/point"):
-        table.add_column(col, justify="left" if col in ("run", "shortcuts") else "right", no_wrap=col == "run")
+    # narrow terminals keep each run with its centre loss and convex share; the rest goes, timings first
+    columns = [Column("run", justify="left"), Column("shortcuts", "res", justify="left", drop=3),
+               Column("points", drop=4), Column("centre"), Column("edge", drop=2), Column("convex"),
+               Column("roughness", "rough", drop=1), Column("s/point", drop=5)]
     runs = info.get("runs") or {}
+    rows = []
     for row in result.metrics.itertuples():
         seconds = (runs.get(row.run) or {}).get("seconds_per_point")
-        table.add_row(row.run, "yes" if row.residual else "no", f"{row.points}/{row.grid_points}",
-                      number(row.centre_loss), number(row.edge_loss), share(row.convex_share),
-                      number(row.roughness_ratio), f"{seconds:.3f}" if seconds is not None else "-")
-    console.print(table)
+        rows.append([row.run, "yes" if row.residual else "no", f"{row.points}/{row.grid_points}",
+                     number(row.centre_loss), number(row.edge_loss), share(row.convex_share),
+                     number(row.roughness_ratio), f"{seconds:.3f}" if seconds is not None else "-"])
+    console.print(fitted_table(f"loss landscape (Li et al. 2018): {info.get('samples')} training images per point, "
+                               f"{info.get('device_name', info.get('device'))}, {info.get('precision')}", columns, rows))
     bowls = sorted({number(b) for b in result.metrics["bowl_ratio"]}) if len(result.metrics) else []
     console.print("centre, edge: training loss at the unperturbed net and mean over the grid's border; convex: share "
                   "of interior points where the surface is locally convex; roughness: rise from centre to edge / mean "

@@ -136,7 +136,7 @@ def draw_1d(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list[P
         ax_err.set_ylim(0, 100)
         ax_loss.set_title("training loss along the line")
         ax_err.set_title("training error along the line")
-        ax_loss.legend(loc="best")
+        style.put_legend(ax_loss, style.drawn_entries(ax_loss, ax_err)[0], loc="best")
         return style.save_figure(fig, folder, "landscape_1d", formats)
 
 

@@ -85,14 +85,15 @@ def _interpolation_target(loaded: list, init: bool, seed: int, bn_recalibrate: b
     """The line from the first run to the second, or with `init` from the run's fresh net to the run."""
     if init:
         if len(loaded) != 1:
-            raise ResxError("--directions interpolate with --init takes one run (the line from its fresh net to it)")
+            raise ResxError(f"--directions interpolate with --init takes one run (the line from its fresh net to it); "
+                            f"got {len(loaded)}")
         (run,) = loaded
         start = fresh_net(run.model, dict(run.net.model_options), seed)
         name, forced = f"{run.name}-init-to-trained", True
         source = f"fresh {run.model} (seed {seed}) -> {_where(run.checkpoint)}"
     else:
         if len(loaded) != 2:
-            raise ResxError(f"--directions interpolate takes two runs (or one with --init), got {len(loaded)}")
+            raise ResxError(f"--directions interpolate takes two runs (from and to) or one with --init; got {len(loaded)}")
         first, run = loaded
         if first.model != run.model or not _same_parameters(first.net, run.net):
             raise ResxError(f"--directions interpolate needs two nets of one model; {first.name} is {first.model}, "
@@ -126,6 +127,13 @@ def load_targets(runs: Sequence[str | Path], model: str | None, options: Landsca
     from resx.data import load_dataset
 
     runs = list(runs or ())
+    if options.directions == "interpolate" and runs and not model:
+        # before anything is loaded: a wrong number of runs is the mistake to name, not what loading them finds
+        if init and len(runs) != 1:
+            raise ResxError(f"--directions interpolate with --init takes one run (the line from its fresh net to it); "
+                            f"got {len(runs)}")
+        if not init and len(runs) != 2:
+            raise ResxError(f"--directions interpolate takes two runs (from and to) or one with --init; got {len(runs)}")
     if runs and model:
         raise ResxError("give run folders or --model, not both (use --init to start from a run's model freshly "
                         "initialised)")

@@ -31,6 +31,10 @@ Speed (the full suite for ResNet-110 is 55 + 1,000 + 500 evaluations of 10,000 i
 
 Library entry point: `run_lesion(...)`; it writes lesion_single.csv, lesion_delete_k.csv, lesion_swap.csv and
 lesion_info.json (atomically) and returns a `LesionResult`. No typer or rich here: progress is a callback.
+
+Stopped part way (Ctrl-C, SIGTERM, a kill), a lesion study keeps every experiment it finished, one run's single,
+delete-k or swap, written after each (resx.studies.resume); the same command continues with the others, to the CSVs
+an uninterrupted study writes. The experiment under way starts over.
 """
 
 from __future__ import annotations
@@ -43,16 +47,16 @@ from typing import Any
 
 import torch
 
-from resx.atomic import write_csv_atomic, write_json_atomic
 from resx.errors import ResxError
 from resx.provenance import provenance
 from resx.studies import guards
 from resx.studies.common import TrainedRun, load_runs
-from resx.studies.lesion.declare import (DEFAULT_DRAWS, DEFAULT_SWAPS, DELETE_K_COLUMNS, INFO_NAME,
-                                         SINGLE_COLUMNS, SWAP_COLUMNS)
+from resx.studies.lesion.declare import DEFAULT_DRAWS, DEFAULT_SWAPS
 from resx.studies.lesion.evaluator import LesionEvaluator
 from resx.studies.lesion.plans import (LesionOptions, RunPlan, check_settings, deletion_plan, draw_deletions,
                                        draw_swaps, intact_plan, order_plan, plan_run)
+from resx.studies.lesion.store import LesionRows, kept_rows, unit_name, write_lesion_outputs
+from resx.studies.resume import Resumable
 
 ProgressFn = Callable[[str, str, int, int], None]  # (run name, study, lesions done, lesions in the study)
 
@@ -92,22 +96,6 @@ class LesionResult:
             row["seconds"] = run["seconds"]
             rows.append(row)
         return rows
-
-
-@dataclass
-class LesionRows:
-    """The rows of the three CSVs, gathered run by run."""
-
-    single: list[dict] = field(default_factory=list)
-    delete_k: list[dict] = field(default_factory=list)
-    swap: list[dict] = field(default_factory=list)
-
-    def frames(self):
-        import pandas as pd
-
-        return (pd.DataFrame(self.single, columns=SINGLE_COLUMNS),
-                pd.DataFrame(self.delete_k, columns=DELETE_K_COLUMNS),
-                pd.DataFrame(self.swap, columns=SWAP_COLUMNS))
 
 
 def load_run_data(run: TrainedRun, data: str | None, data_dir: str | Path | None,
@@ -187,10 +175,16 @@ def lesion_swap(run: TrainedRun, evaluator: LesionEvaluator, baseline: float, pl
 
 
 def lesion_one_run(run: TrainedRun, plan: RunPlan, data: Any, settings: LesionOptions, rows: LesionRows, *,
-               device: torch.device, precision: str, progress: ProgressFn | None) -> dict[str, Any]:
-    """Every study of `plan` on one run: its rows are added to `rows`; returns its entry of lesion_info.json."""
+                   device: torch.device, precision: str, progress: ProgressFn | None, store: Resumable,
+                   save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Every study of `plan` on one run that `store` does not hold done: its rows are added to `rows` and written
+    (`save`, given the run's entry of lesion_info.json) after each; returns that entry."""
+    units = {study: unit_name(run.name, study) for study in plan.studies}
+    todo = [study for study in plan.studies if not store.is_done(units[study])]
+    earlier = next((store.kept[units[s]] for s in reversed(plan.studies) if units[s] in store.kept), None)
+    if not todo and earlier is not None:
+        return earlier
     n = len(run.net.blocks)
-    seconds: dict[str, float] = {}
 
     def report(study: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: progress(run.name, study, done, total)) if progress else None
@@ -199,16 +193,29 @@ def lesion_one_run(run: TrainedRun, plan: RunPlan, data: Any, settings: LesionOp
     evaluator = LesionEvaluator(run.net, data.test_images, data.test_labels, data.mean, data.std, device=device,
                                 precision=precision, batch_size=settings.batch_size, cache_bytes=settings.cache_bytes)
     (baseline,), (baseline_loss,) = evaluator.evaluate([intact_plan(n)])
-    seconds["cache"] = time.perf_counter() - t0
-    for study, target, lesion in (
-        ("single", rows.single, lambda r: lesion_single(run, evaluator, baseline, settings.blocks, r)),
-        ("delete-k", rows.delete_k, lambda r: lesion_delete_k(run, evaluator, baseline, plan, settings, r)),
-        ("swap", rows.swap, lambda r: lesion_swap(run, evaluator, baseline, plan, settings, r)),
-    ):
-        if study in plan.studies:
-            t0 = time.perf_counter()
-            target += lesion(report(study))
-            seconds[study] = time.perf_counter() - t0
+    seconds = {"cache": time.perf_counter() - t0}
+    seconds.update({s: v for s, v in ((earlier or {}).get("seconds") or {}).items() if s != "cache"})
+    entry = run_entry(run, plan, data, evaluator, baseline, baseline_loss, seconds)
+    lessons = {
+        "single": (rows.single, lambda r: lesion_single(run, evaluator, baseline, settings.blocks, r)),
+        "delete-k": (rows.delete_k, lambda r: lesion_delete_k(run, evaluator, baseline, plan, settings, r)),
+        "swap": (rows.swap, lambda r: lesion_swap(run, evaluator, baseline, plan, settings, r)),
+    }
+    for study in todo:
+        target, lesion = lessons[study]
+        t0 = time.perf_counter()
+        target += lesion(report(study))
+        seconds[study] = time.perf_counter() - t0
+        entry = run_entry(run, plan, data, evaluator, baseline, baseline_loss, seconds)
+        save(entry)
+        store.mark(units[study], entry)
+    return entry
+
+
+def run_entry(run: TrainedRun, plan: RunPlan, data: Any, evaluator: LesionEvaluator, baseline: float,
+              baseline_loss: float, seconds: dict[str, float]) -> dict[str, Any]:
+    """The run's entry of lesion_info.json."""
+    n = len(run.net.blocks)
     info_blocks = run.net.block_info()
     return {
         "run": run.name,
@@ -236,19 +243,6 @@ def lesion_one_run(run: TrainedRun, plan: RunPlan, data: Any, settings: LesionOp
     }
 
 
-def write_lesion_outputs(out: Path, studies: Sequence[str], rows: LesionRows, info: dict[str, Any],
-                         files: dict[str, Path]) -> None:
-    """The CSV of every asked-for study and lesion_info.json, atomically; `files` gets their paths. Called after
-    every run, so that a long multi-run lesion keeps what it has finished."""
-    single, delete_k, swap = rows.frames()
-    for study, name, frame in (("single", "lesion_single.csv", single), ("delete-k", "lesion_delete_k.csv", delete_k),
-                               ("swap", "lesion_swap.csv", swap)):
-        if study in studies:
-            files[study] = write_csv_atomic(out / name, frame)
-    info["files"] = {k: str(v) for k, v in files.items()}
-    files["info"] = write_json_atomic(out / INFO_NAME, info)
-
-
 @guards.one_writer("lesion")
 def run_lesion(
     checkpoints: Sequence[str | Path],
@@ -268,6 +262,8 @@ def run_lesion(
     progress: ProgressFn | None = None,
     overwrite: bool = True,
     force: bool = False,
+    resume: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> LesionResult:
     """Lesion each trained run (a run folder or checkpoint.pt) and write the CSVs and lesion_info.json into `out`.
 
@@ -286,6 +282,9 @@ def run_lesion(
     overwrite:   replace an earlier lesion study in `out` (its files are removed first, so nothing mixes); False
                  (the CLI's default): refuse it
     force:       lesion runs that are not finished, or on other data than their own (refused otherwise)
+    resume:      continue an unfinished study of the same settings in `out` (the experiments it finished are kept;
+                 see resx.studies.resume); False: start it over
+    say:         one-line messages (what an unfinished study continues from)
     """
     from resx.engine.device import resolve_device, resolve_precision
 
@@ -293,30 +292,52 @@ def run_lesion(
     dev = resolve_device(device)
     precision = resolve_precision("auto", dev)
     out = Path(out)
-    earlier = guards.check_study_folder(out, "lesion", overwrite)
 
     # Check every run and option before the first evaluation: a mistake should cost seconds, not a study.
     runs = load_runs(checkpoints)
     for run in runs:
         guards.check_run(run.name, run.checkpoint, run.data_spec, data, force=force, what="lesion")
+    store = Resumable(out, "lesion", lesion_fingerprint(runs, settings, data, precision),
+                      units="lesion experiments", overwrite=overwrite,
+                      resume=resume)
+    store.check()
     datasets: dict[tuple, Any] = {}  # (spec, folder): the loaded dataset, shared by the runs that use it
     plans: dict[str, RunPlan] = {}
     data_keys: dict[str, tuple] = {}
     for run in runs:
         plans[run.name] = plan_run(run, settings)
         data_keys[run.name] = load_run_data(run, data, data_dir, datasets)
-    guards.remove_files(earlier)  # every check passed: the earlier study goes, so that nothing mixes
+    # every check passed: an earlier study replaced with `overwrite` goes, so that nothing mixes
+    store.start([unit_name(run.name, study) for run in runs for study in plans[run.name].studies])
+    with store.interruptible():
+        rows = kept_rows(store, [run.name for run in runs])
+        if say and store.resume_line():
+            say(store.resume_line())
+        info = study_info(settings, dev, precision)
+        files: dict[str, Path] = {}
+        for i, run in enumerate(runs):
+            def save(entry: dict[str, Any], i: int = i) -> None:
+                info["runs"][i:] = [entry]
+                write_lesion_outputs(out, settings.studies, rows, info, files)
 
-    rows = LesionRows()
-    info = study_info(settings, dev, precision)
-    files: dict[str, Path] = {}
-    for run in runs:
-        info["runs"].append(lesion_one_run(run, plans[run.name], datasets[data_keys[run.name]], settings, rows,
-                                       device=dev, precision=precision, progress=progress))
+            info["runs"][i:] = [lesion_one_run(run, plans[run.name], datasets[data_keys[run.name]], settings, rows,
+                                               device=dev, precision=precision, progress=progress, store=store,
+                                               save=save)]
         write_lesion_outputs(out, settings.studies, rows, info, files)
 
-    from resx.studies.lesion.draw import plot_lesion  # Veit et al. 2016 Fig. 3 and 5, from the CSVs just written
+        from resx.studies.lesion.draw import plot_lesion  # Veit et al. 2016 Fig. 3 and 5, from the CSVs just written
 
-    for figure in plot_lesion(out):
-        files[figure.name] = figure
+        for figure in plot_lesion(out):
+            files[figure.name] = figure
+        store.finish()
     return LesionResult(out, *rows.frames(), info, files)
+
+
+def lesion_fingerprint(runs: Sequence[TrainedRun], settings: LesionOptions, data: str | None,
+                       precision: str) -> dict[str, Any]:
+    """What decides a lesion study's numbers: an unfinished study is continued only with these same."""
+    return {"runs": [{"run": r.name, "checkpoint": str(Path(r.checkpoint).resolve()), "record": r.record}
+                     for r in runs],
+            "data": data, "studies": list(settings.studies), "blocks": settings.blocks, "max_k": settings.max_k,
+            "draws": settings.draws, "swaps": settings.swap_counts, "seed": settings.seed,
+            "batch_size": settings.batch_size, "cache_bytes": settings.cache_bytes, "precision": precision}

@@ -80,6 +80,10 @@ def swap_means(frame: pd.DataFrame) -> pd.DataFrame | None:
     return out.reset_index().sort_values(["run", "swaps"]).reset_index(drop=True)
 
 
+def _finite(values: pd.Series) -> bool:
+    return bool(np.isfinite(pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)).any())
+
+
 def _runs(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(frame["run"]))  # in file order
 
@@ -101,13 +105,14 @@ def draw_single(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> li
             ax.plot(down["block"], 100 * down["test_error"], linestyle="none", marker="s", markersize=6,
                     markerfacecolor="none", markeredgecolor=color, markeredgewidth=1.0)
             ax.axhline(100 * part["baseline_error"].mean(), color=color, linestyle="--", linewidth=0.8)
-        handles, _ = ax.get_legend_handles_labels()
-        handles += [
-            Line2D([], [], linestyle="none", marker="s", markersize=6, markerfacecolor="none",
-                   markeredgecolor="0.3", label="downsampling block"),
-            Line2D([], [], color="0.3", linestyle="--", linewidth=0.8, label="no block deleted"),
-        ]
-        ax.legend(handles=handles, loc="best")
+        handles, _ = style.drawn_entries(ax)
+        # the keys to the marks, each only where such a mark is drawn
+        if _finite(frame.loc[frame["downsampling"].astype(bool), "test_error"]):
+            handles.append(Line2D([], [], linestyle="none", marker="s", markersize=6, markerfacecolor="none",
+                                  markeredgecolor="0.3", label="downsampling block"))
+        if handles and _finite(frame["baseline_error"]):
+            handles.append(Line2D([], [], color="0.3", linestyle="--", linewidth=0.8, label="no block deleted"))
+        style.put_legend(ax, handles, loc="best")
         ax.set_xlabel("deleted block (index)")
         ax.set_ylabel("test error (%)")
         ax.set_ylim(bottom=0)
@@ -146,9 +151,11 @@ def draw_delete_k(frame: pd.DataFrame, folder: Path, formats: Iterable[str],
         from matplotlib.lines import Line2D
         from matplotlib.patches import Patch
 
-        handles, _ = ax.get_legend_handles_labels()
-        handles += [Patch(color="0.5", alpha=0.25, linewidth=0, label="± 1 std over random draws"),
-                    Line2D([], [], color="0.3", linestyle="--", linewidth=0.8, label="no block deleted")]
+        handles, _ = style.drawn_entries(ax)
+        if handles and (pd.to_numeric(means["std"], errors="coerce").fillna(0) > 0).any():
+            handles.append(Patch(color="0.5", alpha=0.25, linewidth=0, label="± 1 std over random draws"))
+        if handles and "baseline_error" in frame.columns and _finite(frame["baseline_error"]):
+            handles.append(Line2D([], [], color="0.3", linestyle="--", linewidth=0.8, label="no block deleted"))
         if fraction:
             ax.set_xlabel("fraction of blocks deleted (k / n)")
         else:
@@ -160,7 +167,7 @@ def draw_delete_k(frame: pd.DataFrame, folder: Path, formats: Iterable[str],
         ax.set_ylim(0, 100)
         ax.set_xlim(left=0)
         ax.set_title("deleting k random blocks")
-        ax.legend(handles=handles, loc="upper left")
+        style.put_legend(ax, handles, loc="upper left")
         return style.save_figure(fig, folder, "lesion_delete_k", formats)
 
 
@@ -208,7 +215,7 @@ def draw_swap(frame: pd.DataFrame, folder: Path, formats: Iterable[str]) -> list
         ax.set_ylim(0, 100)
         ax.invert_xaxis()  # tau = 1 is the original order: more shuffling to the right, as in Fig. 5b
         ax.set_title("reordering blocks (dots: single draws)")
-        ax.legend(loc="upper left")
+        style.put_legend(ax, style.drawn_entries(ax)[0], loc="upper left")
         return style.save_figure(fig, folder, "lesion_swap", formats)
 
 

@@ -34,12 +34,17 @@ twin at initialisation (same seed, same weights), and for every checkpoint given
 
 Outputs (tidy CSV, written atomically; columns in declare.py): path_distribution.csv, path_gradients.csv,
 path_total_gradient.csv, block_gradients.csv, paths_info.json (with the provenance block), and the figures.
+
+Stopped part way (Ctrl-C, SIGTERM, a kill), a path study keeps what it finished (resx.studies.resume): the path
+gradients of the analysed net (path_gradients.csv, written when they are done) and each net's block gradients
+(block_gradients.csv, rewritten after each net); the same command continues with the rest, to the CSVs of an
+uninterrupted study. The part under way starts over.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +63,7 @@ from resx.studies.paths.nets import (StudiedNet, analysed_model, build_fresh_net
                                      check_paths_options, fresh_pairs, load_trained_nets)
 from resx.studies.paths.path_gradients import (PathsProgress, analysable, check_residual, path_distribution,
                                                path_gradients, total_gradient)
+from resx.studies.resume import Resumable
 
 POST_ACTIVATION_NOTE = (
     "post-activation blocks (ReLU after the addition): the gradient gates sit before the addition and the ReLU's "
@@ -165,6 +171,8 @@ def run_paths(
     progress: PathsProgress | None = None,
     overwrite: bool = True,
     force: bool = False,
+    resume: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> PathsResult:
     """The path study (library entry point of `resx paths`).
 
@@ -175,8 +183,9 @@ def run_paths(
     Data: `data`, else the first checkpoint's dataset, else cifar10; the batch is `batch_size` un-augmented
     training images drawn with `seed` (default batch: 500 on CUDA, 128 on the CPU).
     Writes the CSVs and paths_info.json into `out` (None: write nothing). An earlier paths study there is replaced
-    (its files removed first) with `overwrite`, refused without it (the CLI's default). Runs that are not finished,
-    or `data` other than a run's own, are refused unless `force`.
+    (its files removed first) with `overwrite`, refused without it (the CLI's default); an unfinished one of the
+    same settings is continued unless `resume` is False (resx.studies.resume). Runs that are not finished, or
+    `data` other than a run's own, are refused unless `force`. `say`: one-line messages.
     """
     from resx.data import load_dataset
     from resx.engine import resolve_device
@@ -190,14 +199,19 @@ def run_paths(
     taken: set[str] = set()  # the nets' labels
     loaded = load_trained_nets(checkpoints, data, force, taken)
     name, own_options, data, data_dir = analysed_model(loaded, model, data, data_dir)
-    earlier = guards.check_study_folder(out, "paths", overwrite) if out is not None else []
+    store = Resumable(out, "paths", dict(
+        nets=[{"run": e.label, "source": str(Path(e.source).resolve()), "record": run_record(e.source, e.checkpoint)}
+              for e in loaded],
+        model=name, init=init, data=data, samples=samples, batch_size=batch_size, seed=seed,
+        precision=computed_precision(dev, tf32), device=dev.type), units="parts (the path gradients, each net's block "
+        "gradients)", overwrite=overwrite, resume=resume)
+    store.check()
     dataset = load_dataset(data, data_dir)
     for entry in loaded:
         guards.check_data_fits(entry.label, entry.checkpoint.get("model_name", ""),
                                entry.checkpoint.get("model_options"), dataset, what="analyse")
     pairs = fresh_pairs(name, own_options, loaded)
     check_batchnorm_batch(pairs, min(batch_size, len(dataset.train_images)))
-    guards.remove_files(earlier)  # every check passed: the earlier study goes
     generator = torch.Generator().manual_seed(seed)  # the batch, then the path draws
     images, labels = analysis_batch(dataset, batch_size, generator, dev)
 
@@ -207,10 +221,26 @@ def run_paths(
             entry.net.to(dev)
         analysed = fresh[0] if model or init else next(entry for entry in loaded if analysable(entry.net))
         check_residual(analysed.net)
-        gradients, path_seconds = timed_path_gradients(analysed.net, images, labels, samples, generator, batch_size,
-                                                       dev, progress)
         nets = [*loaded, *fresh]
-        blocks = block_gradients(nets, images, labels, batch_size, progress)
+        # every check passed: an earlier study replaced with `overwrite` goes
+        store.start([PATH_UNIT, *(block_unit(e.label) for e in nets)])
+        with store.interruptible():
+            if say and store.resume_line():
+                say(store.resume_line())
+            gradients, path_seconds = kept_path_gradients(store)
+            if gradients is None:
+                gradients, path_seconds = timed_path_gradients(analysed.net, images, labels, samples, generator,
+                                                               batch_size, dev, progress)
+                keep(store, out, "path_gradients.csv", gradients[list(GRADIENT_COLUMNS)], PATH_UNIT,
+                     {"seconds": path_seconds})
+            blocks = kept_block_gradients(store, nets)
+            for i, entry in enumerate(nets):
+                if not store.is_done(block_unit(entry.label)):
+                    norms = block_gradients([entry], images, labels, batch_size, None)
+                    blocks = in_order(pd.concat([blocks, norms], ignore_index=True) if len(blocks) else norms, nets)
+                    keep(store, out, "block_gradients.csv", blocks, block_unit(entry.label))
+                if progress:
+                    progress("block gradients", i + 1, len(nets))
 
     n = len(analysed.net.blocks)
     distribution, total = path_distribution(n), total_gradient(gradients)
@@ -221,8 +251,54 @@ def run_paths(
     result = PathsResult(name, n, distribution, gradients, total, blocks, info, None, ratios)
     info["seconds"] = round(time.perf_counter() - started, 3)
     if out is not None:
-        write_paths_results(result, out)
+        with store.interruptible():
+            write_paths_results(result, out)
+            store.finish()
     return result
+
+
+PATH_UNIT = "path gradients"
+
+
+def block_unit(label: str) -> str:
+    return f"block gradients: {label}"
+
+
+def keep(store: Resumable, out: str | Path | None, name: str, frame: pd.DataFrame, unit: str,
+         kept: dict | None = None) -> None:
+    """A finished part: its CSV written, then the part named done."""
+    from resx.atomic import write_csv_atomic
+
+    if out is not None:
+        write_csv_atomic(Path(out) / name, frame)
+        store.mark(unit, kept)
+
+
+def kept_path_gradients(store: Resumable) -> tuple[pd.DataFrame | None, float]:
+    """The path gradients an interrupted attempt finished, and their seconds ((None, 0) when not done)."""
+    if not store.is_done(PATH_UNIT):
+        return None, 0.0
+    gradients = store.read("path_gradients.csv", GRADIENT_COLUMNS, text=())
+    store.confirm([u for u in store.done if u != PATH_UNIT or len(gradients)])
+    if not len(gradients):
+        return None, 0.0
+    return gradients, float((store.kept.get(PATH_UNIT) or {}).get("seconds", 0.0))
+
+
+def kept_block_gradients(store: Resumable, nets: Sequence[StudiedNet]) -> pd.DataFrame:
+    """The block gradients of the nets an interrupted attempt finished."""
+    rows = store.read("block_gradients.csv", BLOCK_COLUMNS)
+    units = rows["run"].map(block_unit) if len(rows) else pd.Series([], dtype=object)
+    store.confirm([u for u in store.done if not u.startswith("block gradients: ") or u in set(units)])
+    rows = rows[units.map(store.is_done).astype(bool)] if len(rows) else rows
+    return in_order(rows[list(BLOCK_COLUMNS)].reset_index(drop=True), nets)
+
+
+def in_order(blocks: pd.DataFrame, nets: Sequence[StudiedNet]) -> pd.DataFrame:
+    """Block gradients in the nets' order (those kept from an interrupted attempt come first when read back)."""
+    rank = {e.label: i for i, e in enumerate(nets)}
+    order = blocks["run"].map(rank).to_numpy() if len(blocks) else []
+    return blocks.iloc[sorted(range(len(blocks)), key=lambda i: order[i])].reset_index(drop=True)
 
 
 def write_paths_results(result: PathsResult, out: str | Path) -> Path:

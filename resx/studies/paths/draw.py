@@ -123,7 +123,7 @@ def draw_block_gradients(frame: pd.DataFrame, folder: Path, formats: Iterable[st
         ax.set_xlabel("block (input side to output side)")
         ax.set_ylabel("gradient norm at the block")
         ax.set_title("gradient reaching each block")
-        ax.legend(loc="best")
+        style.put_legend(ax, style.drawn_entries(ax)[0], loc="best")
         return style.save_figure(fig, folder, "block_gradients", formats)
 
 

@@ -39,7 +39,7 @@ def signal_command() -> Callable[..., Any]:
         device: DeviceOpt = "auto",
         seed: SeedOpt = None,
         out: Annotated[Path, typer.Option("--out", help="Folder for the CSVs, signal_info.json and the figures.")] = Path("results/signal"),
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier signal study in --out.")] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier signal study in --out (by default an unfinished one of the same settings is continued).")] = False,
         force: ForceOpt = False,
     ) -> None:
         """Vanishing/exploding signals per layer, and how near the identity each block's Jacobian is (He et al. 2016 §3)."""
@@ -53,6 +53,7 @@ def signal_command() -> Callable[..., Any]:
         with CountingProgress(transient=True) as progress:
             result = run_signal(runs or (), model, init=init, depths=depth_list, samples=samples, data=data,
                                 data_dir=data_dir, device=device, seed=seed, out=out, overwrite=overwrite, force=force,
+                                resume=not overwrite,
                                 progress=progress, say=lambda line: console.print(line, highlight=False),
                                 batch_size=batch_size, jacobian_examples=jacobian_examples,
                                 lanczos_steps=lanczos_steps, probes=probes, scale=scales, init_scheme=init_scheme,
@@ -70,32 +71,29 @@ def signal_command() -> Callable[..., Any]:
 
 
 def _summary_table(summary: "pd.DataFrame", info: dict):
-    from rich.table import Table
-
+    from resx.cli_common import Column, fitted_table
     from resx.studies.signal.draw import number, state
 
-    table = Table(title=f"signal and block Jacobians ({info['data']}, {info['precision']})")
-    columns = ("run", "net", "n", "grad", "fwd", "σmax", "‖J−I‖", "stack σ")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("run", "net") else "right", no_wrap=col not in ("run", "net"),
-                         overflow="fold", min_width={"run": 9, "net": 5}.get(col))
-    for _, r in summary.iterrows():
-        table.add_row(str(r["run"]), f"{'res' if r['residual'] else 'plain'} {state(r)}", number(r.get("blocks")),
-                      number(r.get("gradient_gain")), number(r.get("forward_gain")), number(r.get("median_sigma_max")),
-                      number(r.get("median_dist_identity")), number(r.get("whole_sigma_max")))
-    return table
+    # narrow terminals keep each net and its gradient gain; the rest goes, least telling first
+    columns = [Column("run", justify="left"), Column("net", justify="left", drop=3), Column("n", drop=5),
+               Column("grad"), Column("fwd", drop=2), Column("σmax", drop=4), Column("‖J−I‖", drop=1),
+               Column("stack σ", drop=6)]
+    rows = [[str(r["run"]), f"{'res' if r['residual'] else 'plain'} {state(r)}", number(r.get("blocks")),
+             number(r.get("gradient_gain")), number(r.get("forward_gain")), number(r.get("median_sigma_max")),
+             number(r.get("median_dist_identity")), number(r.get("whole_sigma_max"))] for _, r in summary.iterrows()]
+    return fitted_table(f"signal and block Jacobians ({info['data']}, {info['precision']})", columns, rows)
 
 
 def _linear_table(linear: "pd.DataFrame"):
-    from rich.table import Table
-
+    from resx.cli_common import Column, fitted_table
     from resx.studies.signal.draw import max_rel_error, number
 
     schemes = ", ".join(dict.fromkeys(linear["init_scheme"].astype(str)))
-    table = Table(title=f"deep linear nets ({schemes}): measured against the exact a^l (plain), (1 + a/l)^l (residual)")
-    for col in ("net", "a", "l", "exact", "fwd gain", "grad gain", "stack σmax", "rel. err"):
-        table.add_column(col, justify="left" if col == "net" else "right", no_wrap=True)
-    for _, r in linear.iterrows():
-        table.add_row("residual" if r["residual"] else "plain", f"{r['scale']:g}", str(r["depth"]), number(r["expected"]),
-                      number(r["forward_gain"]), number(r["gradient_gain"]), number(r["sigma_max"]), f"{max_rel_error(r):.1e}")
-    return table
+    columns = [Column("net", justify="left"), Column("a"), Column("l", drop=4), Column("exact", drop=3),
+               Column("fwd gain", "fwd", drop=1), Column("grad gain", "grad", drop=2),
+               Column("stack σmax", "stack σ", drop=5), Column("rel. err", "err")]
+    rows = [["residual" if r["residual"] else "plain", f"{r['scale']:g}", str(r["depth"]), number(r["expected"]),
+             number(r["forward_gain"]), number(r["gradient_gain"]), number(r["sigma_max"]), f"{max_rel_error(r):.1e}"]
+            for _, r in linear.iterrows()]
+    return fitted_table(f"deep linear nets ({schemes}): measured against the exact a^l (plain), (1 + a/l)^l "
+                        "(residual)", columns, rows)

@@ -72,6 +72,10 @@ activation_rms, grad_input_rms, grad_weight_rms, then declare.LAYER_EXTRA), bloc
 trained, block, sigma_max, sigma_min_est, dist_identity, then declare.JACOBIAN_EXTRA), signal_info.json (settings,
 timings, the whole stacks' estimates, the linear nets, and the provenance block: versions, device, the precision it
 computed in); the figures of resx.studies.signal.draw.
+
+Stopped part way (Ctrl-C, SIGTERM, a kill), a signal study keeps every net it finished: both CSVs are rewritten after
+each net (resx.studies.resume), and the same command continues with the others, to the CSVs of an uninterrupted
+study. The net under way starts over.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ from resx.models.net import BlockNet
 from resx.provenance import provenance
 from resx.studies import guards
 from resx.studies.common import calibrate_batchnorm, precision, run_record
+from resx.studies.resume import Resumable
 from resx.studies.signal.declare import (GAUSSIAN_CLASSES, INFO_NAME, JACOBIAN_COLUMNS, JACOBIAN_EXTRA, LAYER_COLUMNS,
                                          LAYER_EXTRA)
 from resx.studies.signal.jacobians import JACOBIAN_NOTE, WHOLE_NET_MAP, block_jacobians
@@ -189,6 +194,7 @@ def run_signal(
     out: str | Path | None = "results/signal",
     overwrite: bool = False,
     force: bool = False,
+    resume: bool = True,
     progress: SignalProgress | None = None,
     say: Callable[[str], None] = print,
     batch_size: int | None = None,
@@ -209,7 +215,8 @@ def run_signal(
     cifar10; `samples` un-augmented training images drawn with `seed`, processed `batch_size` at a time (default 128
     on the CPU, 500 on CUDA); the Jacobians at the first `jacobian_examples` of them. Writes the CSVs, signal_info.json
     and the figures into `out` (None: nothing written); an earlier signal study there is replaced with `overwrite`,
-    refused without it. Runs that are not finished, or `data` other than a run's own, are refused unless `force`.
+    refused without it; an unfinished one of the same settings is continued (the nets it finished are kept) unless
+    `resume` is False. Runs that are not finished, or `data` other than a run's own, are refused unless `force`.
     """
     from resx.data import load_dataset
     from resx.engine import resolve_device
@@ -223,8 +230,12 @@ def run_signal(
     entries = trained + fresh
     check_batchnorm_batch(fresh, samples, batch_size)
     dev = resolve_device(device)
-    earlier = guards.check_study_folder(out, "signal", overwrite) if out is not None else []
     data, data_dir = data_for(entries, runs_read, data, data_dir)
+    settings = Settings(samples, batch_size or (500 if dev.type == "cuda" else 128), jacobian_examples,
+                        lanczos_steps, probes, seed)
+    store = Resumable(out, "signal", _fingerprint(entries, settings, data, dev), units="nets",
+                      overwrite=overwrite, resume=resume)
+    store.check()
     dataset = load_dataset(data, data_dir) if data else None
     data_options = dataset.model_options if dataset is not None else {}
     if dataset is not None:
@@ -232,33 +243,75 @@ def run_signal(
             guards.check_data_fits(entry.run, entry.name, (entry.ckpt or {}).get("model_options"), dataset,
                                    what="analyse")
         check_batchnorm_batch(fresh, min(samples, len(dataset.train_images)), batch_size)
-    guards.remove_files(earlier)  # every check passed: the earlier study goes
-    settings = Settings(samples, batch_size or (500 if dev.type == "cuda" else 128), jacobian_examples,
-                        lanczos_steps, probes, seed)
-    shared = dataset_batch(dataset, samples, seed, dev) if dataset is not None else None
-    say(f"signal: {len(entries)} nets ({len(trained)} trained checkpoints, {len(fresh)} at initialisation) on "
-        + (shared.source if shared else "Gaussian vectors"))
-
-    layer_frames, jacobian_frames, whole = [], [], []
-    with precision(dev, tf32=False):  # strict fp32: gradients spanning many orders of magnitude
-        for i, entry in enumerate(entries):
-            net = build_net(entry, data_options, seed)
-            batch = shared or gaussian_batch(input_width(net), samples, seed, dev)
-            layers, jacobians, stack = measure_net(entry, net, batch, settings, dev, progress)
-            layer_frames.append(layers)
-            jacobian_frames.append(jacobians)
-            whole.append(stack)
-            del net
-            if progress:
-                progress("nets", i + 1, len(entries))
-    layers = _integers(pd.concat(layer_frames, ignore_index=True)[list(LAYER_COLUMNS + LAYER_EXTRA)])
-    jacobians = _integers(pd.concat(jacobian_frames, ignore_index=True)[list(JACOBIAN_COLUMNS + JACOBIAN_EXTRA)])
-    linear = linear_comparison(layers, whole)
-    info = _info(entries, whole, linear, settings, dev, data, shared, started)
-    result = SignalResult(layers, jacobians, info, linear)
-    if out is not None:
-        write_signal_results(result, out)
+    store.start([_unit(e) for e in entries])  # every check passed: an earlier study replaced with `overwrite` goes
+    with store.interruptible():
+        shared = dataset_batch(dataset, samples, seed, dev) if dataset is not None else None
+        say(f"signal: {len(entries)} nets ({len(trained)} trained checkpoints, {len(fresh)} at initialisation) on "
+            + (shared.source if shared else "Gaussian vectors"))
+        if store.resume_line():
+            say(store.resume_line())
+        layers, jacobians = _kept(store, entries)
+        with precision(dev, tf32=False):  # strict fp32: gradients spanning many orders of magnitude
+            for i, entry in enumerate(entries):
+                if not store.is_done(_unit(entry)):
+                    net = build_net(entry, data_options, seed)
+                    batch = shared or gaussian_batch(input_width(net), samples, seed, dev)
+                    new_layers, new_jacobians, stack = measure_net(entry, net, batch, settings, dev, progress)
+                    layers, jacobians = _joined(layers, new_layers, entries), _joined(jacobians, new_jacobians, entries)
+                    del net
+                    if out is not None:
+                        _write_csvs(layers, jacobians, out)
+                        store.mark(_unit(entry), stack)
+                    else:
+                        store.kept[_unit(entry)] = stack
+                if progress:
+                    progress("nets", i + 1, len(entries))
+        whole = [store.kept[_unit(e)] for e in entries]
+        linear = linear_comparison(layers, whole)
+        info = _info(entries, whole, linear, settings, dev, data, shared, started)
+        result = SignalResult(layers, jacobians, info, linear)
+        if out is not None:
+            write_signal_results(result, out)
+            store.finish()
     return result
+
+
+def _unit(entry: Entry) -> str:
+    return f"{entry.run}: {entry.checkpoint}"
+
+
+def _fingerprint(entries: list[Entry], settings: Settings, data: str | None, dev: torch.device) -> dict[str, Any]:
+    """What decides a signal study's numbers: an unfinished study is continued only with these same."""
+    return {"nets": [dict(run=e.run, model=e.name, options=e.options, checkpoint=e.checkpoint, epoch=e.epoch,
+                          source=str(Path(e.path).resolve()) if e.path else None) for e in entries],
+            "data": data, "samples": settings.samples, "batch_size": settings.batch_size,
+            "jacobian_examples": settings.jacobian_examples, "lanczos_steps": settings.lanczos_steps,
+            "probes": settings.probes, "seed": settings.seed, "device": dev.type}
+
+
+TEXT = ("run", "checkpoint", "model", "layer", "kind", "init_scheme", "gram_side")
+
+
+def _kept(store: Resumable, entries: list[Entry]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of the nets an interrupted attempt of this study finished (none when it starts afresh)."""
+    layer_columns, jacobian_columns = LAYER_COLUMNS + LAYER_EXTRA, JACOBIAN_COLUMNS + JACOBIAN_EXTRA
+    layers = store.read("signal_layers.csv", layer_columns, [c for c in TEXT if c in layer_columns])
+    jacobians = store.read("block_jacobians.csv", jacobian_columns, [c for c in TEXT if c in jacobian_columns])
+    units = [(f["run"] + ": " + f["checkpoint"]) if len(f) else pd.Series([], dtype=object)
+             for f in (layers, jacobians)]
+    store.confirm([u for u in store.done if u in set(units[0]) and u in set(units[1]) and u in store.kept])
+    layers, jacobians = (f[u.map(store.is_done).astype(bool)] if len(f) else f
+                         for f, u in zip((layers, jacobians), units))
+    return _integers(layers[list(layer_columns)]), _integers(jacobians[list(jacobian_columns)])
+
+
+def _joined(kept: pd.DataFrame, new: pd.DataFrame, entries: list[Entry]) -> pd.DataFrame:
+    """`new` rows after `kept`, in the order of the nets, with the CSV's columns and integer counts."""
+    columns = list(kept.columns)
+    frame = pd.concat([kept, new[columns]], ignore_index=True) if len(kept) else new[columns]
+    rank = {_unit(e): i for i, e in enumerate(entries)}
+    order = (frame["run"].astype(str) + ": " + frame["checkpoint"].astype(str)).map(rank).to_numpy()
+    return _integers(frame.iloc[sorted(range(len(frame)), key=lambda i: order[i])].reset_index(drop=True))
 
 
 def _integers(frame: pd.DataFrame) -> pd.DataFrame:
@@ -305,14 +358,20 @@ def _info(entries: list[Entry], whole: list[dict], linear: pd.DataFrame, setting
     }
 
 
+def _write_csvs(layers: pd.DataFrame, jacobians: pd.DataFrame, out: str | Path) -> None:
+    from resx.atomic import write_csv_atomic
+
+    write_csv_atomic(Path(out) / "signal_layers.csv", layers)
+    write_csv_atomic(Path(out) / "block_jacobians.csv", jacobians)
+
+
 def write_signal_results(result: SignalResult, out: str | Path) -> Path:
     """The two CSVs and signal_info.json into `out`, atomically, then the figures."""
-    from resx.atomic import write_csv_atomic, write_json_atomic
+    from resx.atomic import write_json_atomic
     from resx.studies.signal.draw import plot_signal
 
     out = Path(out)
-    write_csv_atomic(out / "signal_layers.csv", result.layers)
-    write_csv_atomic(out / "block_jacobians.csv", result.jacobians)
+    _write_csvs(result.layers, result.jacobians, out)
     write_json_atomic(out / INFO_NAME, result.info)
     result.out = out
     result.figures = list(plot_signal(out))

@@ -228,9 +228,8 @@ def _draw_panels(frame: pd.DataFrame, x: str, panels: list[tuple[str, str, str]]
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.set_title(panel_title)
-        handles, labels = axes[0].get_legend_handles_labels()
-        if handles:
-            fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)))
+        handles, labels = style.drawn_entries(*axes)  # a net drawn in any panel
+        style.put_legend(fig, handles, labels, loc="outside lower center", ncols=max(1, min(3, len(handles))))
         fig.suptitle(title, fontsize=8)
         return style.save_figure(fig, folder, stem, formats)
 

@@ -64,20 +64,19 @@ def variants_command() -> Callable[..., Any]:
 
 
 def show_variants(result: Any) -> None:
-    from rich.table import Table
+    from resx.cli_common import Column, console, fitted_table
 
-    from resx.cli_common import console
+    def pm(mean, std):
+        return "-" if mean != mean or mean is None else f"{100 * mean:.2f}±{100 * (std if std == std else 0):.2f}"
 
-    table = Table(title="Variants: final error %, mean±std over seeds")
-    for col in ("variant", "kind", "train", "test", "failed", "paper"):
-        table.add_column(col, justify="left" if col in ("variant", "kind") else "right", overflow="fold")
+    columns = [Column("variant", justify="left"), Column("kind", justify="left", drop=3), Column("train", drop=2),
+               Column("test"), Column("failed", drop=1), Column("paper", drop=4)]
+    rows = []
     for row in result.summary.itertuples():
-        def pm(mean, std):
-            return "-" if mean != mean or mean is None else f"{100 * mean:.2f}±{100 * (std if std == std else 0):.2f}"
         paper = row.paper_result if isinstance(row.paper_result, str) and row.paper_result else "-"
-        table.add_row(row.variant, row.kind, pm(row.final_train_error_mean, row.final_train_error_std),
-                      pm(row.final_test_error_mean, row.final_test_error_std), str(row.failed_runs), paper)
-    console.print(table)
+        rows.append([row.variant, row.kind, pm(row.final_train_error_mean, row.final_train_error_std),
+                     pm(row.final_test_error_mean, row.final_test_error_std), row.failed_runs, paper])
+    console.print(fitted_table("Variants: final error %, mean±std over seeds", columns, rows))
     groups = result.summary[result.summary["kind"] == "cardinality"]
     for row in groups.itertuples():  # the matched budget, printed (Xie et al. compare at preserved complexity)
         macs = f", {row.macs / 1e6:.1f}M multiply-accumulates" if row.macs == row.macs and row.macs else ""

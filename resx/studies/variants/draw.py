@@ -72,7 +72,7 @@ def draw_curves(curves: pd.DataFrame, folder: Path, formats: Iterable[str]) -> l
                 ax.plot(mean.index, 100 * mean["test_error"], "-", color=color, lw=1.3, label=name)
             ax.set_title(f"{kind} variants" + (" (Table 1, Fig. 3)" if kind == "shortcut" else " (Table 2, Fig. 6)"))
             ax.set_xlabel("iteration")
-            ax.legend(loc="upper right", ncol=1)
+            style.put_legend(ax, style.drawn_entries(ax)[0], loc="upper right", ncol=1)
         axes[0].set_ylabel("error (%)")
         fig.suptitle("Training (dashed) and test (solid) error, mean over seeds; cf. " + PAPER)
         return style.save_figure(fig, folder, "variants_curves", formats)
@@ -102,8 +102,7 @@ def draw_vs_paper(summary: pd.DataFrame, folder: Path, formats: Iterable[str]) -
             ax.set_ylim(-0.75, len(part) - 0.35)  # room for the lowest row's note
             ax.set_xlabel("final test error (%)")
             ax.set_title(f"{kind} variants")
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=2)
+        style.put_legend(fig, *style.drawn_entries(*axes), loc="outside lower center", ncol=2)
         return style.save_figure(fig, folder, "variants_vs_paper", formats)
 
 
@@ -154,7 +153,7 @@ def draw_gains(gains: pd.DataFrame, folder: Path, formats: Iterable[str]) -> lis
                 _plain_log_axis(ax)
                 ax.set_xlabel("block l")
                 ax.set_title(f"{kind} variants, {what}")
-            row_axes[0].legend(loc="best")
+            style.put_legend(row_axes[0], style.drawn_entries(*row_axes)[0], loc="best")
         fig.suptitle("Gain over depth at initialisation (solid); dashed: the shortcut path alone (branches removed), "
                      f"relative to the identity's;\ndotted: lambda^l for a constant scale lambda ({PAPER}, eqs. 4-6)")
         return style.save_figure(fig, folder, "variants_gains", formats)
