@@ -289,12 +289,12 @@ def test_parse_shortcut_values():
 
 
 def test_block_refused_where_the_net_has_none():
-    from resx.engine.run import _check_model
+    from resx.models.registry import check_model_options
 
     for model in ("preresnet20", "resnet18"):
         with pytest.raises(ResxError, match="no block option"):
-            _check_model(TrainConfig(model=model, block="full-preact"))
-    _check_model(TrainConfig(model="plain8", block="full-preact"))  # a plain twin takes every placement
+            check_model_options(model, block="full-preact")
+    check_model_options("plain8", block="full-preact")  # a plain twin takes every placement
 
 
 def test_train_records_shortcut_and_block(tmp_path):
